@@ -1,0 +1,281 @@
+"""`bench`: the command-line front. Each command parses, calls one function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.errors import BenchError
+
+TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _parser(sub, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=f"{help_text}\n\nexample:\n  {example}",
+        formatter_class=_Formatter,
+    )
+
+
+def parse_seeds(text: str) -> list[int]:
+    """ "0,1,2" -> [0, 1, 2]."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: expected integers like 0,1,2"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
+    return seeds
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that runs something, so scripts can drive any of them."""
+    g = p.add_argument_group("run options (shared by every command that runs something)")
+    g.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
+    g.add_argument("--data-root", type=Path, default=None, help="where the dataset lives")
+    g.add_argument("--seeds", type=parse_seeds, default=[0], help="comma-separated seeds")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    g.add_argument("--iters", type=int, default=None, help="override the preset's iterations")
+
+
+def _resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
+    """Files as given; a bare name means tickets/NAME.json; no items means all shipped."""
+    if not items:
+        return sorted(TICKET_DIR.glob("*.json"))
+    out = []
+    for item in items:
+        p = Path(item)
+        if not p.exists() and not p.suffix and (TICKET_DIR / f"{item}.json").exists():
+            p = TICKET_DIR / f"{item}.json"
+        out.append(p)
+    return out
+
+
+# ---- commands ----------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> None:
+    from bench.models.resnet import BACKBONES, list_model_names
+    from bench.models.sams import SAMS, describe_sam
+    from bench.tickets import load_ticket
+
+    pattern = args.pattern
+    if args.what == "models":
+        names = list_model_names(pattern)
+        for name in names:
+            print(name)
+        print(
+            f"# {len(names)} models: <backbone>[-<sam>]; backbones: {', '.join(BACKBONES.list())}",
+            file=sys.stderr,
+        )
+    elif args.what == "sams":
+        for name in SAMS.list(pattern):
+            print(f"{name:<8} {describe_sam(name)}")
+    else:
+        for path in sorted(TICKET_DIR.glob(f"{pattern}.json")):
+            t = load_ticket(path)
+            print(
+                f"{path.stem:<28} {t.model_name:<16} {t.sharing:<6} {t.stages:<24} "
+                f"{t.kept}/{t.total}  {t.provenance['kind']}"
+            )
+
+
+def cmd_ticket_show(args: argparse.Namespace) -> None:
+    from bench.describe import describe_ticket, ticket_costs
+    from bench.tickets import load_ticket
+
+    paths = _resolve_ticket_paths(args.tickets)
+    tickets = [load_ticket(p) for p in paths]  # validate all before measuring any
+    for i, ticket in enumerate(tickets):
+        costs = None
+        if not args.no_cost:
+            costs = ticket_costs(
+                ticket,
+                device=args.device,
+                batch=args.batch,
+                input_size=args.input_size,
+                latency=not args.no_latency,
+                repeats=args.repeats,
+            )
+        print(("\n" if i else "") + describe_ticket(ticket, costs))
+
+
+def cmd_ticket_validate(args: argparse.Namespace) -> None:
+    from bench.tickets import load_ticket
+
+    for path in _resolve_ticket_paths(args.tickets):
+        t = load_ticket(path)
+        print(f"ok  {path}  {t.model_name}  {t.stages}  {t.checksum}")
+
+
+def parse_mask_spec(spec: str, slots: Sequence[str], seed: int) -> tuple[tuple[int, ...], dict]:
+    """full | none | random:DENSITY | bits "100|1011|..." | ean:7,15,63,7 -> (mask, info)."""
+    from bench.tickets import baseline_mask, ean_to_mask, stage_sizes, stages_to_mask
+
+    sizes = stage_sizes(slots)
+    n = len(slots)
+    if spec in ("full", "none"):
+        return baseline_mask(spec, n), {"kind": "baseline", "baseline": spec, "seed": seed}
+    if spec.startswith("random:"):
+        try:
+            density = float(spec.split(":", 1)[1])
+        except ValueError:
+            raise BenchError(f"--mask {spec!r}: expected random:DENSITY, e.g. random:0.5") from None
+        mask = baseline_mask("random", n, density=density, seed=seed)
+        info = {"kind": "baseline", "baseline": "random", "seed": seed, "density": density}
+        return mask, info
+    if spec.startswith("ean:"):
+        try:
+            codes = [int(c) for c in spec[4:].split(",")]
+        except ValueError:
+            raise BenchError(f"--mask {spec!r}: expected ean:INT,INT,... per stage") from None
+        return ean_to_mask(codes, sizes), {}
+    return stages_to_mask(spec, sizes), {}
+
+
+def cmd_ticket_make(args: argparse.Namespace) -> None:
+    from bench.models.resnet import parse_model_name
+    from bench.tickets import make_ticket, model_slots
+
+    backbone, sam = parse_model_name(args.model)
+    if sam is None:
+        raise BenchError(f"model {args.model!r}: a ticket needs a SAM, e.g. {args.model}-se")
+    mask, provenance = parse_mask_spec(args.mask, model_slots(backbone), args.seed)
+    if not provenance:  # an explicit mask is only shipped with the work it comes from
+        if not (args.citation and args.source):
+            raise BenchError(
+                "--mask with explicit bits needs --citation and --source (published tickets); "
+                "searched tickets are written by `bench search`"
+            )
+        provenance = {"kind": "published", "citation": args.citation, "source": args.source}
+    sam_args = dict(kv.split("=", 1) for kv in args.sam_arg)
+    sam_args = {k: _literal(v) for k, v in sam_args.items()}
+    name = args.name or f"{args.model}-{args.sharing}-{args.mask.split(':')[0]}"
+    ticket = make_ticket(
+        name, backbone, sam, mask, provenance, sam_args=sam_args, sharing=args.sharing
+    )
+    out = args.output or TICKET_DIR / f"{name}.json"
+    ticket.save(out)
+    print(f"wrote {out}  {ticket.stages}  {ticket.checksum}")
+
+
+def _literal(v: str) -> object:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
+# ---- parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="ticketbench: lottery tickets of self-attention modules in ResNets.",
+        formatter_class=_Formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _parser(
+        sub,
+        "list",
+        "List models, SAMs or shipped tickets (glob filter).",
+        "bench list models 'resnet5*-s*'",
+    )
+    p.add_argument("what", choices=["models", "sams", "tickets"])
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style glob")
+    p.set_defaults(func=cmd_list)
+
+    tp = _parser(
+        sub,
+        "ticket",
+        "Show, validate or make ticket files.",
+        "bench ticket show resnet50-sge-stage-ean",
+    )
+    tsub = tp.add_subparsers(dest="ticket_command", required=True, metavar="ACTION")
+
+    p = _parser(
+        tsub,
+        "show",
+        "Draw a ticket's mask per stage and measure its cost against the full-SAM and the "
+        "SAM-free network: parameters, GMACs (torch.utils.flop_counter) and median CPU/GPU "
+        "latency at the stated input size.",
+        "bench ticket show tickets/resnet50-sge-stage-ean.json --batch 1",
+    )
+    p.add_argument("tickets", nargs="*", help="ticket files or names in tickets/ (default: all)")
+    p.add_argument("--device", default="cpu", help="where latency is measured")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the timed input")
+    p.add_argument("--input-size", type=int, default=None, help="side (default: the model's)")
+    p.add_argument("--repeats", type=int, default=20, help="timed forward passes")
+    p.add_argument("--no-latency", action="store_true", help="skip timing")
+    p.add_argument("--no-cost", action="store_true", help="only draw the mask")
+    p.set_defaults(func=cmd_ticket_show)
+
+    p = _parser(
+        tsub,
+        "validate",
+        "Check ticket files (exit 2 with the bad field named).",
+        "bench ticket validate tickets/*.json",
+    )
+    p.add_argument("tickets", nargs="*", help="ticket files (default: all shipped)")
+    p.set_defaults(func=cmd_ticket_validate)
+
+    p = _parser(
+        tsub,
+        "make",
+        "Write a ticket file: baseline masks (full, none, random:DENSITY with --seed) or a "
+        "published mask given as stage bits ('100|1011|010011|011') or EAN codes (ean:4,11,19,3)"
+        " with its --citation and --source.",
+        "bench ticket make resnet164-se --mask random:0.5 --seed 1 -o tickets/r164-se-rand.json",
+    )
+    p.add_argument("model", help="<backbone>-<sam>, e.g. resnet50-se")
+    p.add_argument("--mask", required=True, help="full | none | random:D | bits | ean:codes")
+    p.add_argument(
+        "--sharing",
+        choices=["block", "stage"],
+        default="block",
+        help="one SAM per block, or one shared per stage (official EAN code)",
+    )
+    p.add_argument(
+        "--sam-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SAM constructor argument, e.g. groups=64",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of a random mask")
+    p.add_argument("--name", default=None, help="ticket name (default from model and mask)")
+    p.add_argument("--citation", default=None, help="for a published mask: the paper")
+    p.add_argument("--source", default=None, help="for a published mask: file or table")
+    p.add_argument("-o", "--output", type=Path, default=None, help="default tickets/NAME.json")
+    p.set_defaults(func=cmd_ticket_make)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], object] = args.func
+    try:
+        func(args)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
