@@ -1,0 +1,4 @@
+"""Image classification task: CIFAR-10/100, ImageNet and Fashion-MNIST.
+
+Import `tasks.classification.datasets` to register the datasets (the CLI does so explicitly).
+"""
