@@ -1,0 +1,82 @@
+"""The training engine: hparams, run directories, checkpoints, schedules, DDP, train loop."""
+
+from bench.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
+from bench.engine.distributed import (
+    DistInfo,
+    barrier,
+    destroy_distributed,
+    device_for,
+    dist_info,
+    init_distributed,
+    is_main_process,
+    wrap_ddp,
+)
+from bench.engine.hparams import (
+    PRESETS,
+    HParams,
+    TrainHParams,
+    add_hparam_args,
+    add_train_args,
+    hparam,
+    hparams_from_args,
+    nondefault,
+    train_hparams_from_args,
+)
+from bench.engine.loop import evaluate, train
+from bench.engine.rundir import (
+    MODES,
+    RESULT_FILE,
+    RunPlan,
+    add_mode_arg,
+    is_finished,
+    prepare_run,
+    run_dir,
+    run_hash,
+)
+from bench.engine.schedule import LRSchedule, build_optimizer, lr_factor
+
+__all__ = [
+    "MODES",
+    "PRESETS",
+    "RESULT_FILE",
+    "DistInfo",
+    "HParams",
+    "LRSchedule",
+    "RunPlan",
+    "TrainHParams",
+    "add_hparam_args",
+    "add_mode_arg",
+    "add_train_args",
+    "barrier",
+    "build_optimizer",
+    "capture_rng_state",
+    "destroy_distributed",
+    "device_for",
+    "dist_info",
+    "evaluate",
+    "hparam",
+    "hparams_from_args",
+    "init_distributed",
+    "is_finished",
+    "is_main_process",
+    "load_checkpoint",
+    "load_model_weights",
+    "lr_factor",
+    "nondefault",
+    "prepare_run",
+    "restore_rng_state",
+    "run_dir",
+    "run_hash",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+    "train_hparams_from_args",
+    "wrap_ddp",
+]

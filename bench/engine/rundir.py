@@ -1,0 +1,197 @@
+"""Run directories: out_root/<kind>_<hash>, the hash naming what the run computes.
+
+The hash covers the canonical JSON of the caller's identity (dataset, model, ticket
+checksum, split, ...) and ONLY the hyperparameters that differ from their dataclass
+defaults. So the same experiment always lands in the same directory (skip if finished,
+resume if not), and adding a hyperparameter with a default leaves old hashes alone.
+
+Layout of a run directory:
+    hparams.json   kind, hash, identity, full and non-default hparams (written first)
+    metrics.jsonl  one record per finished epoch
+    latest.pt      resume point (end of the last finished epoch)
+    best.pt        weights of the best epoch on the selection split
+    result.json    written by the caller when the run is complete; its presence = done
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.engine.distributed import barrier, broadcast_object, is_main_process
+from bench.engine.hparams import HParams, nondefault
+from bench.errors import BenchError
+from bench.io import atomic_write_json, read_json
+
+__all__ = [
+    "BEST_FILE",
+    "HASH_LENGTH",
+    "HPARAMS_FILE",
+    "LATEST_FILE",
+    "METRICS_FILE",
+    "MODES",
+    "RESULT_FILE",
+    "RunPlan",
+    "add_mode_arg",
+    "canonical_json",
+    "is_finished",
+    "prepare_run",
+    "run_dir",
+    "run_hash",
+]
+
+HPARAMS_FILE = "hparams.json"
+METRICS_FILE = "metrics.jsonl"
+LATEST_FILE = "latest.pt"
+BEST_FILE = "best.pt"
+RESULT_FILE = "result.json"
+MODES = ("new", "cover")
+HASH_LENGTH = 12  # hex digits of sha256: 48 bits, ample for one user's runs
+
+_KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+
+
+def _plain(obj: Any, where: str = "identity") -> Any:
+    """JSON-able copy with tuples as lists; refuse anything whose JSON form is ambiguous."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise TypeError(f"{where}: non-finite float {obj!r}")
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError(f"{where}: dict keys must be strings")
+        return {k: _plain(v, f"{where}.{k}") for k, v in obj.items()}
+    raise TypeError(f"{where}: {type(obj).__name__} is not a plain JSON value")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, ASCII: one byte string per value."""
+    return json.dumps(
+        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def run_hash(identity: dict[str, Any], hparams: HParams) -> str:
+    """Short sha256 over the identity and the non-default hparams."""
+    payload = canonical_json({"identity": identity, "hparams": nondefault(hparams)})
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()[:HASH_LENGTH]
+
+
+def run_dir(
+    out_root: str | os.PathLike[str], kind: str, identity: dict[str, Any], hparams: HParams
+) -> Path:
+    """out_root/<kind>_<hash> (the path only; `prepare_run` creates it)."""
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"run kind must match {_KIND.pattern}, not {kind!r}")
+    return Path(out_root) / f"{kind}_{run_hash(identity, hparams)}"
+
+
+def is_finished(path: str | os.PathLike[str]) -> bool:
+    """A run is finished once its caller wrote result.json."""
+    return (Path(path) / RESULT_FILE).is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What to do with a run directory.
+
+    action: "skip" (finished: read result.json), "resume" (latest.pt exists) or "start".
+    """
+
+    path: Path
+    action: Literal["skip", "resume", "start"]
+
+    @property
+    def result_path(self) -> Path:
+        return self.path / RESULT_FILE
+
+
+def _record(kind: str, identity: dict[str, Any], hparams: HParams, digest: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "hash": digest,
+        "identity": _plain(identity),
+        "hparams_class": type(hparams).__name__,
+        "hparams": hparams.to_dict(),
+        "nondefault": nondefault(hparams),
+    }
+
+
+def _plan_here(
+    out_root: Path, kind: str, identity: dict[str, Any], hparams: HParams, mode: str
+) -> RunPlan:
+    path = run_dir(out_root, kind, identity, hparams)
+    record = _record(kind, identity, hparams, path.name.rsplit("_", 1)[1])
+    if mode == "cover" and path.exists():
+        shutil.rmtree(path)
+    if is_finished(path):
+        return RunPlan(path, "skip")
+    meta = path / HPARAMS_FILE
+    if meta.is_file():
+        try:
+            old = read_json(meta)
+        except (OSError, ValueError) as e:
+            raise BenchError(f"unreadable {meta}: {e}; rerun with --mode cover") from e
+        # The hash is over these two, so a mismatch means a corrupt or hand-edited dir.
+        if (
+            old.get("identity") != record["identity"]
+            or old.get("nondefault") != record["nondefault"]
+        ):
+            raise BenchError(f"{meta} describes a different run; rerun with --mode cover")
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(meta, record)
+    return RunPlan(path, "resume" if (path / LATEST_FILE).is_file() else "start")
+
+
+def prepare_run(
+    out_root: str | os.PathLike[str],
+    kind: str,
+    identity: dict[str, Any],
+    hparams: HParams,
+    *,
+    mode: str = "new",
+) -> RunPlan:
+    """Find or make the run directory and say whether to skip, resume or start.
+
+    mode "new": skip a finished run, resume an unfinished one, else start.
+    mode "cover": wipe the directory and start over.
+    Under torchrun every rank must call this; rank 0 touches the filesystem and the others
+    receive its plan (so a "cover" wipe can't race another rank's read).
+    """
+    if mode not in MODES:
+        raise BenchError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    outcome: RunPlan | BenchError | None = None
+    if is_main_process():
+        try:
+            outcome = _plan_here(Path(out_root), kind, identity, hparams, mode)
+        except BenchError as e:
+            outcome = e  # hand it to the other ranks too, or they would wait forever
+    outcome = broadcast_object(outcome)
+    barrier()
+    if isinstance(outcome, BenchError):
+        raise outcome
+    assert outcome is not None
+    return outcome
+
+
+def add_mode_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--mode {new,cover}`."""
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="new",
+        help="new: skip a finished run, resume an unfinished one (default); "
+        "cover: wipe the run directory and rerun",
+    )
