@@ -29,7 +29,7 @@ from bench.engine.hparams import (
     nondefault,
     train_hparams_from_args,
 )
-from bench.engine.loop import evaluate, train
+from bench.engine.loop import Objective, evaluate, train
 from bench.engine.rundir import (
     MODES,
     RESULT_FILE,
@@ -77,6 +77,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "train",
+    "Objective",
     "train_hparams_from_args",
     "wrap_ddp",
 ]

@@ -22,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +162,25 @@ def evaluate(
 
 
 def _fmt(metrics: Mapping[str, Any]) -> str:
-    parts = [f"top1 {metrics['top1']:.2f}"]
-    if metrics.get("top5") is not None:
-        parts.append(f"top5 {metrics['top5']:.2f}")
-    parts.append(f"loss {metrics['loss']:.4f}")
-    return " ".join(parts)
+    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float) and k != "n")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a task trains for: its loss, its evaluation and the metric that selects.
+
+    The default is classification (cross-entropy, top-1/top-5). Dense tasks pass their
+    own loss and evaluate function (same signature as `evaluate`).
+    """
+
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    evaluate: Callable[..., dict[str, Any]] = evaluate
+    metric: str = "top1"
+    higher_is_better: bool = True
+    train_accuracy: bool = True  # report train top-1 (argmax vs label)
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
 
 
 def train(
@@ -181,6 +196,8 @@ def train(
     stop_after_epoch: int | None = None,
     find_unused_parameters: bool = False,
     progress: bool | None = None,
+    objective: Objective | None = None,
+    before_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place for `hp.epochs` epochs, resuming from run_dir/latest.pt.
 
@@ -193,7 +210,12 @@ def train(
     complete, epochs, steps, steps_per_epoch, world_size, wall_time_s, final (eval
     metrics of the last epoch), final_train, best ({epoch, on, top1, metrics} or None),
     history, resumed_from, and the checkpoint paths.
+
+    `objective` swaps the loss, evaluation and selection metric (default classification);
+    `before_step(step)` runs before every optimizer step (a supernet samples its mask
+    there; any randomness it draws from torch's RNG is restored on resume).
     """
+    objective = objective or Objective()
     device = torch.device(device)
     info = dist_info()
     run_dir = Path(run_dir)
@@ -289,7 +311,7 @@ def train(
     net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)
     if hp.compile:
         net = torch.compile(net)
-    criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    criterion = objective.loss or nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     show_bar = info.is_main and (progress if progress is not None else sys.stderr.isatty())
     stopped = False
 
@@ -311,6 +333,8 @@ def train(
             x, y = _xy(batch)
             x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
             lr = schedule.apply(step)
+            if before_step is not None:
+                before_step(step)
             with _autocast(device, amp_dtype):
                 out = net(x)
                 loss = criterion(out.float(), y)
@@ -325,7 +349,11 @@ def train(
             step += 1
             with torch.no_grad():
                 n = float(len(y))
-                correct = out.argmax(1).eq(y).sum()
+                correct = (
+                    out.argmax(1).eq(y).sum()
+                    if objective.train_accuracy
+                    else torch.zeros((), device=device)
+                )
                 sums += torch.stack(
                     [loss.detach().double() * n, correct.double(), sums.new_tensor(n)]
                 )
@@ -338,13 +366,11 @@ def train(
         if not math.isfinite(loss_sum):
             # Nothing useful can follow, and NaN is not JSON: stop before writing anything.
             raise BenchError(f"training diverged in epoch {epoch + 1} (loss {loss_sum}); lower lr?")
-        train_metrics = {
-            "loss": loss_sum / n_sum,
-            "top1": 100.0 * correct_sum / n_sum,
-            "n": int(n_sum),
-        }
+        train_metrics = {"loss": loss_sum / n_sum, "n": int(n_sum)}
+        if objective.train_accuracy:
+            train_metrics["top1"] = 100.0 * correct_sum / n_sum
         evals = {
-            name: evaluate(
+            name: objective.evaluate(
                 model,
                 ds,
                 device,
@@ -369,9 +395,17 @@ def train(
         history.append(record)
         improved = False
         if select_on is not None:
-            score = evals[select_on]["top1"]
-            if best is None or score > best["top1"]:  # ties keep the earlier epoch
-                best = {"epoch": epoch + 1, "on": select_on, "top1": score, "metrics": evals}
+            score = evals[select_on][objective.metric]
+            # Ties keep the earlier epoch.
+            if best is None or objective.better(score, best["score"]):
+                best = {
+                    "epoch": epoch + 1,
+                    "on": select_on,
+                    "metric": objective.metric,
+                    "score": score,
+                    objective.metric: score,
+                    "metrics": evals,
+                }
                 improved = True
 
         # Every rank's RNG, gathered at the very end of the epoch (after eval).
@@ -409,7 +443,7 @@ def train(
         evals_text = " | ".join(f"{k} {_fmt(v)}" for k, v in evals.items())
         say(
             f"epoch {epoch + 1}/{hp.epochs} step {step} lr {lr:.4g} "
-            f"train loss {train_metrics['loss']:.4f} top1 {train_metrics['top1']:.2f}"
+            f"train {_fmt(train_metrics)}"
             + (f" | {evals_text}" if evals_text else "")
             + f" | {dt:.1f}s"
         )
