@@ -1,0 +1,56 @@
+"""The task-adapter contract and registry: how a ticket is plugged into a task.
+
+Each adapter under tasks/<task>/ registers one `TransferTask` subclass with
+`@TASKS.register("name")`. The CLI imports the adapters explicitly and never knows a
+task's internals.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.registry import Registry
+from bench.tickets import Ticket
+
+
+@dataclass(frozen=True)
+class TransferRun:
+    """One (ticket, task, dataset, seed) cell to run; options are task specific."""
+
+    ticket: Ticket
+    dataset: str
+    seed: int
+    out_root: Path
+    data_root: Path | None = None
+    device: str = "cpu"
+    epochs: int | None = None
+    iters: int | None = None
+    init_from: Path | None = None
+    mode: str = "new"  # new: skip finished, resume unfinished; cover: rerun
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class TransferTask(ABC):
+    """A task adapter: its datasets, its metric and direction, and how to run a cell."""
+
+    name: ClassVar[str]
+    datasets: ClassVar[tuple[str, ...]]
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    @abstractmethod
+    def missing(self, dataset: str, data_root: Path | None) -> str | None:
+        """None when the dataset is usable, else one line saying what is expected where."""
+
+    @abstractmethod
+    def run(self, run: TransferRun) -> dict[str, Any]:
+        """Train and score one cell; write and return its result record (bench.results).
+
+        Raise BenchError for bad input; the caller turns any failure into a failed record.
+        """
+
+
+TASKS: Registry[type[TransferTask]] = Registry("task")
