@@ -140,7 +140,7 @@ def _slug(text: str) -> str:
 
 
 def record_path(out_root: str | Path, record: Mapping[str, Any]) -> Path:
-    """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__seed<N>.json."""
+    """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__<split>__seed<N>.json."""
     s, i = record["setting"], record["identity"]
     checksum = i["ticket_checksum"].split(":")[-1]
     name = (
