@@ -1,0 +1,493 @@
+"""`bench leaderboard`: a hand-made record tree collected into hand-checked numbers, the
+transfer score and its NaN rule, exports, plots, and `transfer --task all`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from fixtures_leaderboard import DEVICE, tickets, write_record_tree
+
+from bench.cost import measure_cost
+from bench.errors import BenchError
+from bench.leaderboard import build, collect, leaderboard, transfer_score
+from bench.models.slots import build_ticket_model
+from bench.plots import draw_masks, metric_vs_latency, pareto_front, plot_leaderboard
+from bench.registry import Registry
+from bench.results import iter_records, make_record, write_record
+from bench.transfer import TransferRun, TransferTask
+from bench.transfer_all import RunOptions, report, summary_table, transfer_all
+
+N_RUNS = 3 * 3 + 3 + 3 * 2 + 3 * 2 + 1 + 2  # finished cells above, then 3 failed runs
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The record tree of fixtures_leaderboard, collected once (read-only for tests)."""
+    out = tmp_path_factory.mktemp("records")
+    write_record_tree(out)
+    leaderboard(out)
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summary_row(out: Path, dataset: str, ticket: str) -> dict[str, str]:
+    rows = read_csv(out / "leaderboards" / "summary.csv")
+    (row,) = [r for r in rows if r["dataset"] == dataset and r["ticket"] == ticket]
+    return row
+
+
+def writable_copy(tree: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(tree / "records", out / "records")
+    return out
+
+
+# ---- collection and summary --------------------------------------------------------------
+def test_every_run_has_a_row_failed_ones_included(tree):
+    runs = collect(tree)
+    assert len(runs) == N_RUNS
+    failed = [r for r in runs if r["status"] == "failed"]
+    assert [(r["dataset"], r["ticket"], r["seed"]) for r in failed] == [
+        ("cifar10", "r20_se_ticket", 3),
+        ("cityscapes", "r20-se-random", 0),
+        ("cityscapes", "r20-se-random", 1),
+    ]
+    per_task = {t: read_csv(tree / "leaderboards" / f"{t}.csv") for t in ("classification",)}
+    rows = per_task["classification"]
+    assert len(rows) == 9 + 3 + 1
+    (bad,) = [r for r in rows if r["status"] == "failed"]
+    assert bad["value"] == "" and bad["reason"] == "RuntimeError: CUDA out of memory"
+    assert bad["record"] == (
+        f"records/classification/cifar10/r20_se_ticket__"
+        f"{tickets()['ticket'].checksum.split(':')[1]}__linear__seed3.json"
+    )
+    ok = next(r for r in rows if r["ticket"] == "r20-se-full" and r["seed"] == "1")
+    assert ok["value"] == "93.0" and ok["extra_top5"] == "98.0"
+    assert ok["params_total"] == "300000" and ok["input_shape"] == "1x3x32x32"
+    assert ok["latency_device"] == DEVICE and ok["stages"] == "111|111|111"
+    assert ok["run_dir"].endswith("classification_cifar10_full_1")
+
+
+def test_summary_numbers_are_the_hand_checked_ones(tree):
+    t = summary_row(tree, "cifar10", "r20_se_ticket")
+    # seeds 0-2: 92, 92.5, 93 -> mean 92.5, sample std 0.5; seed 3 failed
+    assert (t["n"], t["n_failed"], t["seeds"]) == ("3", "1", "0 1 2")
+    assert float(t["mean"]) == 92.5 and float(t["std"]) == pytest.approx(0.5)
+    assert (float(t["min"]), float(t["max"])) == (92.0, 93.0)
+    # full 93, none 90.5: (92.5 - 90.5) / (93 - 90.5) = 0.8
+    assert float(t["score"]) == pytest.approx(0.8) and t["score_reason"] == ""
+    assert (t["score_n"], t["score_seeds"]) == ("3", "0 1 2")
+    # saved vs full: params 1 - 290k/300k, GFLOPs 1 - 0.0792/0.08, latency 1 - 3.5/4
+    assert float(t["params_saved"]) == pytest.approx(1 / 30)
+    assert float(t["gflops_saved"]) == pytest.approx(0.01)
+    assert float(t["latency_saved"]) == pytest.approx(0.125)
+    assert float(t["latency_ms"]) == pytest.approx(3.5) and t["params_total"] == "290000"
+    assert float(t["extra_top5"]) == pytest.approx(97.5) and float(t["rank"]) == 2.0
+    full, none = (
+        summary_row(tree, "cifar10", "r20-se-full"),
+        summary_row(tree, "cifar10", "r20-se-none"),
+    )
+    assert (float(full["score"]), float(none["score"])) == (1.0, 0.0)
+    assert float(full["std"]) == pytest.approx(1.0) and float(none["std"]) == pytest.approx(0.5)
+    assert (float(full["rank"]), float(none["rank"])) == (1.0, 3.0)
+    assert float(none["latency_saved"]) == pytest.approx(0.25)
+
+
+def test_summary_csv_columns_are_plain_numbers(tree):
+    rows = read_csv(tree / "leaderboards" / "summary.csv")
+    assert len(rows) == 13  # 4 cells x 3 tickets + the random ticket that only failed
+    numeric = ("density", "n", "mean", "std", "score", "params_total", "gflops", "params_saved")
+    for r in rows:
+        for col in numeric:
+            if r[col] != "":
+                float(r[col])  # no thousands separators, no "+3.3%" strings
+                assert "," not in r[col] and "%" not in r[col] and not r[col].startswith("+")
+
+
+def test_transfer_score_on_a_lower_is_better_metric(tree):
+    # MAE: full 10 11, none 13 14, ticket 11 12 -> (11.5 - 13.5) / (10.5 - 13.5) = 2/3
+    t = summary_row(tree, "shanghaitech_b", "r20_se_ticket")
+    assert t["metric"] == "mae" and t["higher_is_better"] == "False"
+    assert float(t["score"]) == pytest.approx(2 / 3)
+    assert float(summary_row(tree, "shanghaitech_b", "r20-se-none")["score"]) == 0.0
+    # rank 1 is the LOWEST error
+    assert float(summary_row(tree, "shanghaitech_b", "r20-se-full")["rank"]) == 1.0
+    # The direction matters: read as higher-is-better, full (10.5) is worse than none (13.5).
+    ticket, full, none = {0: 11.0, 1: 12.0}, {0: 10.0, 1: 11.0}, {0: 13.0, 1: 14.0}
+    assert transfer_score(ticket, full, none, False).value == pytest.approx(2 / 3)
+    flipped = transfer_score(ticket, full, none, True)
+    assert math.isnan(flipped.value)
+    assert flipped.reason == "full is worse than none by 3 (beyond seed noise): no gain to share"
+
+
+def test_nan_rule_with_its_reasons(tree):
+    seg = summary_row(tree, "cityscapes", "r20_se_ticket")
+    # full 70 72 (std 1.414), none 70.5 71.5: gap 0 <= 1.414
+    assert seg["score"] == "nan"
+    assert seg["score_reason"] == "full-vs-none gap 0 is within seed noise (max std 1.414)"
+    one_seed = summary_row(tree, "cifar100", "r20_se_ticket")
+    assert one_seed["score"] == "nan" and one_seed["score_reason"] == (
+        "1 shared seed (0): seed noise cannot be judged (needs 2 or more)"
+    )
+    random = summary_row(tree, "cityscapes", "r20-se-random")
+    assert (random["n"], random["n_failed"], random["mean"], random["rank"]) == (
+        "0",
+        "2",
+        "nan",
+        "",
+    )
+    assert random["score_reason"] == "no finished run"
+
+    # boundary: |gap| == max std is noise; a larger gap is not (std of 0, 1, 2 is exactly 1)
+    none = {0: 0.0, 1: 0.0, 2: 0.0}
+    ticket = {0: 1.0, 1: 1.0, 2: 1.0}
+    at_noise = transfer_score(ticket, {0: 0.0, 1: 1.0, 2: 2.0}, none, True)  # gap 1, std 1
+    assert math.isnan(at_noise.value)
+    assert at_noise.reason == "full-vs-none gap 1 is within seed noise (max std 1)"
+    beyond = transfer_score(ticket, {0: 0.5, 1: 1.5, 2: 2.5}, none, True)  # gap 1.5, std 1
+    assert beyond.value == pytest.approx(1 / 1.5) and beyond.reason is None
+    # means come from the seeds all three share only: seed 2's outlier is ignored
+    shared = transfer_score({0: 5.0, 1: 7.0, 2: 100.0}, {0: 8.0, 1: 10.0}, {0: 0.0, 1: 2.0}, True)
+    assert shared.seeds == (0, 1) and shared.value == pytest.approx((6 - 1) / (9 - 1))
+    lonely = transfer_score({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.0, 1: 2.0}, {1: 0.0, 2: 0.0}, True)
+    assert lonely.seeds == (1,) and math.isnan(lonely.value)
+    assert transfer_score({5: 1.0}, {0: 1.0}, {0: 0.0}, True).reason == (
+        "no seed shared by the ticket and its full and none controls"
+    )
+
+
+def _extra_record(ticket_key: str, *, protocol: dict, seed: int = 0, name: str | None = None):
+    t = tickets()[ticket_key]
+    if name:
+        from bench.tickets import make_ticket
+
+        t = make_ticket(name, t.backbone, t.sam, t.mask, t.provenance, sharing=t.sharing)
+    return make_record(
+        ticket=t,
+        task="classification",
+        dataset="cifar10",
+        eval_split="test",
+        select_split="heldout",
+        head="linear",
+        metric="top1",
+        value=91.0,
+        higher_is_better=True,
+        seed=seed,
+        run_dir="x",
+        protocol=protocol,
+    )
+
+
+def test_controls_are_matched_by_protocol_and_must_be_unique(tree, tmp_path):
+    from fixtures_leaderboard import PROTOCOL
+
+    out = writable_copy(tree, tmp_path)
+    # Another protocol is another cell: the ticket has no controls there.
+    write_record(out, _extra_record("ticket", protocol={**PROTOCOL, "epochs": 3}))
+    # A second full control (same mask, another name) in the original cell.
+    write_record(out, _extra_record("full", protocol=PROTOCOL, name="r20-se-full-again"))
+    lb = build(out)
+    rows = [r for r in lb.summary if r["dataset"] == "cifar10" and r["ticket"] == "r20_se_ticket"]
+    by_epochs = {json.loads(r["protocol"])["epochs"]: r for r in rows}
+    assert by_epochs[3]["score_reason"] == (
+        "no full control (resnet20-se, sharing block) with the same task, dataset, split, head "
+        "and protocol"
+    )
+    assert by_epochs[2]["score_reason"] == "2 full controls match (r20-se-full, r20-se-full-again)"
+    assert by_epochs[3]["protocol_id"] != by_epochs[2]["protocol_id"]
+
+
+def test_average_rank_across_tasks(tree):
+    ranks = {r["ticket"]: r for r in read_csv(tree / "leaderboards" / "ranks.csv")}
+    assert set(ranks) == {"r20-se-full", "r20-se-none", "r20_se_ticket"}  # random never finished
+    # classification: mean of cifar10 and cifar100 ranks; segmentation: a three-way tie (2)
+    full, ticket, none = ranks["r20-se-full"], ranks["r20_se_ticket"], ranks["r20-se-none"]
+    assert [
+        float(full[f"rank_{t}"]) for t in ("classification", "crowd_counting", "segmentation")
+    ] == [
+        1.5,
+        1.0,
+        2.0,
+    ]
+    assert float(full["avg_rank"]) == pytest.approx(1.5)
+    assert float(ticket["avg_rank"]) == pytest.approx((1.5 + 2 + 2) / 3)
+    assert float(none["avg_rank"]) == pytest.approx((3 + 3 + 2) / 3)
+    assert full["n_tasks"] == "3"
+    assert list(ranks) == ["r20-se-full", "r20_se_ticket", "r20-se-none"]  # best first
+
+
+# ---- exports -----------------------------------------------------------------------------
+MD_CROWD = """\
+| Task | Dataset | Head | Ticket | Stages | Density | Metric | Result | n | Score | Params saved | GFLOPs saved | Latency saved | Rank |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| crowd_counting | shanghaitech_b | csrnet | r20-se-none | 000\\|000\\|000 | 0.000 | mae ↓ | 13.50 ± 0.71 | 2 | 0.00 | 6.7% | 2.5% | 25.0% | 3 |
+| crowd_counting | shanghaitech_b | csrnet | r20-se-full | 111\\|111\\|111 | 1.000 | mae ↓ | **10.50 ± 0.71** | 2 | 1.00 | 0.0% | 0.0% | 0.0% | 1 |
+| crowd_counting | shanghaitech_b | csrnet | r20_se_ticket | 101\\|010\\|110 | 0.556 | mae ↓ | 11.50 ± 0.71 | 2 | 0.67 | 3.3% | 1.0% | 12.5% | 2 |
+
+Average rank across tasks (1 = best):
+
+| Ticket | Stages | Avg rank | Tasks | crowd_counting |
+|---|---|---|---|---|
+| r20-se-full | 111\\|111\\|111 | 1.00 | 1 | 1.00 |
+| r20_se_ticket | 101\\|010\\|110 | 2.00 | 1 | 2.00 |
+| r20-se-none | 000\\|000\\|000 | 3.00 | 1 | 3.00 |
+"""  # noqa: E501
+
+
+def test_markdown_table(tree, tmp_path):
+    out = writable_copy(tree, tmp_path)
+    text, written = leaderboard(out, fmt="md", task="crowd_counting")
+    assert text == MD_CROWD
+    md = out / "leaderboards" / "summary__task-crowd_counting.md"
+    assert md in written and md.read_text() == MD_CROWD
+    # NaN scores are footnoted once per cell and reason; ties in a cell are all bold.
+    text, _ = leaderboard(out, fmt="md", task="seg*")
+    assert text.count("n/a [1]") == 3 and text.count("n/a [2]") == 1
+    assert "[1] segmentation/cityscapes (fcn): full-vs-none gap 0 is within seed noise" in text
+    assert "[2] segmentation/cityscapes (fcn): no finished run" in text
+    assert text.count("**71.00") == 3 and "| failed | 0 (2 failed) |" in text
+
+
+LATEX_CROWD_ROWS = [
+    r"\begin{tabular}{lllllrlrrrrrrr}",
+    r"\toprule",
+    r"Task & Dataset & Head & Ticket & Stages & Density & Metric & Result & n & Score & "
+    r"Params saved & GFLOPs saved & Latency saved & Rank \\",
+    r"\midrule",
+    r"crowd\_counting & shanghaitech\_b & csrnet & r20-se-none & "
+    r"000\textbar{}000\textbar{}000 & 0.000 & mae $\downarrow$ & 13.50$\pm$0.71 & 2 & 0.00 & "
+    r"6.7\% & 2.5\% & 25.0\% & 3 \\",
+    r"crowd\_counting & shanghaitech\_b & csrnet & r20-se-full & "
+    r"111\textbar{}111\textbar{}111 & 1.000 & mae $\downarrow$ & \textbf{10.50$\pm$0.71} & 2 & "
+    r"1.00 & 0.0\% & 0.0\% & 0.0\% & 1 \\",
+    r"crowd\_counting & shanghaitech\_b & csrnet & r20\_se\_ticket & "
+    r"101\textbar{}010\textbar{}110 & 0.556 & mae $\downarrow$ & 11.50$\pm$0.71 & 2 & 0.67 & "
+    r"3.3\% & 1.0\% & 12.5\% & 2 \\",
+    r"\bottomrule",
+    r"\end{tabular}",
+]
+
+
+def test_latex_table(tree, tmp_path):
+    out = writable_copy(tree, tmp_path)
+    text, written = leaderboard(out, fmt="latex", task="crowd_counting")
+    lines = text.splitlines()
+    assert lines[: len(LATEX_CROWD_ROWS)] == LATEX_CROWD_ROWS
+    assert (out / "leaderboards" / "summary__task-crowd_counting.tex") in written
+    rank_table = lines[len(LATEX_CROWD_ROWS) + 1 :]
+    assert rank_table[0] == r"\begin{tabular}{llrrr}"
+    assert r"r20\_se\_ticket & 101\textbar{}010\textbar{}110 & 2.00 & 1 & 2.00 \\" in rank_table
+    # Every row of the full table has one cell per column and balanced braces.
+    text, _ = leaderboard(out, fmt="latex")
+    body = [ln for ln in text.splitlines() if ln.endswith(r"\\")]
+    assert len(body) == 2 + 13 + 3  # two headers, 13 summary rows, 3 rank rows
+    assert all(ln.count(" & ") in (13, 6) for ln in body)
+    assert text.count("{") == text.count("}")
+    assert r"% [1] classification/cifar100 (linear): 1 shared seed (0)" in text
+
+
+def test_filters_shape_the_table_never_the_data(tree, tmp_path):
+    out = writable_copy(tree, tmp_path)
+    text, written = leaderboard(out, fmt="csv", ticket="r20_se*", dataset="c*")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert {(r["dataset"], r["ticket"]) for r in rows} == {
+        ("cifar10", "r20_se_ticket"),
+        ("cifar100", "r20_se_ticket"),
+        ("cityscapes", "r20_se_ticket"),
+    }
+    # The ticket's score still uses its controls, which the filter hides.
+    assert float(next(r for r in rows if r["dataset"] == "cifar10")["score"]) == 0.8
+    assert len(read_csv(out / "leaderboards" / "summary.csv")) == 13
+    assert {p.name for p in written} == {
+        "classification.csv",
+        "crowd_counting.csv",
+        "segmentation.csv",
+        "summary.csv",
+        "ranks.csv",
+    }
+    with pytest.raises(BenchError, match="no records match --task nope"):
+        leaderboard(out, task="nope")
+    with pytest.raises(BenchError, match="--format 'html': expected one of csv, md, latex"):
+        leaderboard(out, fmt="html")
+    with pytest.raises(BenchError, match="no result records"):
+        leaderboard(tmp_path / "empty")
+
+
+def test_bad_records_are_one_line_errors(tree, tmp_path):
+    out = writable_copy(tree, tmp_path)
+    _, rec = next(iter_records(out))
+    path = out / "records" / "classification" / "cifar10" / "zz_bad.json"
+    broken = json.loads(json.dumps(rec))
+    del broken["setting"]["head"]
+    path.write_text(json.dumps(broken))
+    with pytest.raises(BenchError, match=r"zz_bad.json: field 'setting.head': missing"):
+        collect(out)
+    broken = json.loads(json.dumps(rec))
+    broken["result"]["value"] = "high"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(BenchError, match=r"zz_bad.json: field 'result.value': expected a finite"):
+        collect(out)
+    # A record of the same cell with another metric cannot be ranked beside the others.
+    broken = json.loads(json.dumps(rec))
+    broken["result"]["metric"] = "top5"
+    broken["provenance"]["seed"] = 99
+    path.write_text(json.dumps(broken))
+    with pytest.raises(BenchError, match=r"zz_bad.json: field 'result.metric': 'top5'"):
+        build(out)
+
+
+# ---- plots -------------------------------------------------------------------------------
+def test_pareto_front():
+    pts = [(1.0, 70.0), (2.0, 75.0), (2.5, 74.0), (3.0, 75.0), (0.5, 60.0), (2.0, 75.0)]
+    # (2.5, 74) is beaten by (2, 75); (3, 75) by the two equal (2, 75) points, both kept
+    assert pareto_front(pts, higher_is_better=True) == [4, 0, 1, 5]
+    # lower is better (an error): the cheapest point with the lowest error dominates everyone
+    assert pareto_front(pts, higher_is_better=False) == [4]
+    assert pareto_front([(1.0, 5.0), (2.0, 4.0), (3.0, 6.0)], higher_is_better=False) == [0, 1]
+
+
+def test_plots_are_written_and_show_the_front(tree, tmp_path):
+    lb = build(tree)
+    paths = plot_leaderboard(lb.summary, tmp_path / "plots")
+    names = sorted(p.name for p in paths)
+    expected = [
+        f"{t}_{k}.{e}"
+        for t in ("classification", "crowd_counting", "segmentation")
+        for k in ("density", "latency")
+        for e in ("pdf", "png")
+    ]
+    assert names == sorted(expected + ["masks.pdf", "masks.png"])
+    for p in paths:
+        head = p.read_bytes()[:8]
+        assert head == b"\x89PNG\r\n\x1a\n" if p.suffix == ".png" else head.startswith(b"%PDF")
+
+    # A slower, worse copy of the none control is off the front.
+    cifar10 = [r for r in lb.summary if r["dataset"] == "cifar10"]
+    slow = {**cifar10[0], "ticket": "slow", "latency_ms": 3.8, "mean": 91.0, "baseline": None}
+    fig = metric_vs_latency([*cifar10, slow])
+    (front,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "Pareto front"]
+    assert list(front.get_xdata()) == [3.0, 3.5, 4.0]
+    assert list(front.get_ydata()) == [90.5, 92.5, 93.0]
+
+    fig = draw_masks([("a", "101|01"), ("b", "000|11")])
+    faces = [p.get_facecolor()[:3] for p in fig.axes[0].patches]
+    assert len(faces) == 10 and sum(f != (1.0, 1.0, 1.0) for f in faces) == 5
+
+
+# ---- transfer --task all -----------------------------------------------------------------
+class _CountTask(TransferTask):
+    """A tiny real adapter: counts the lines of <data_root>/<dataset>/counts.txt and scores
+    the absolute error of the seed-th count, with the materialized ticket's real cost."""
+
+    name: ClassVar[str] = "toy_count"
+    datasets: ClassVar[tuple[str, ...]] = ("here", "absent")
+    metric: ClassVar[str] = "mae"
+    higher_is_better: ClassVar[bool] = False
+    head: ClassVar[str] = "sum"
+
+    def missing(self, dataset, data_root):
+        path = Path(data_root) / dataset / "counts.txt"
+        return None if path.is_file() else f"{path}: not found (one count per line)"
+
+    def run(self, run: TransferRun) -> dict:
+        counts = (Path(run.data_root) / run.dataset / "counts.txt").read_text().split()
+        cost = measure_cost(build_ticket_model(run.ticket), (1, 3, 32, 32), latency=False)
+        rec = make_record(
+            ticket=run.ticket,
+            task=self.name,
+            dataset=run.dataset,
+            eval_split="test",
+            select_split=None,
+            head=self.head,
+            metric=self.metric,
+            value=abs(float(counts[run.seed]) - 10.0),
+            higher_is_better=False,
+            seed=run.seed,
+            run_dir=run.out_root / "toy",
+            cost=cost,
+            protocol={"epochs": run.epochs},
+        )
+        write_record(run.out_root, rec)
+        return rec
+
+
+class _BrokenTask(_CountTask):
+    name: ClassVar[str] = "toy_broken"
+    datasets: ClassVar[tuple[str, ...]] = ("here",)
+    metric: ClassVar[str] = "mIoU"
+    higher_is_better: ClassVar[bool] = True
+    head: ClassVar[str] = "fcn"
+
+    def run(self, run: TransferRun) -> dict:
+        raise RuntimeError("decoder exploded\nsecond line of the message")
+
+
+class _BadCheckTask(_CountTask):
+    name: ClassVar[str] = "toy_badcheck"
+    datasets: ClassVar[tuple[str, ...]] = ("here",)
+
+    def missing(self, dataset, data_root):
+        raise OSError("permission denied")
+
+
+def test_transfer_all_runs_skips_and_keeps_failures(tmp_path):
+    registry: Registry[type[TransferTask]] = Registry("task")
+    for cls in (_CountTask, _BrokenTask, _BadCheckTask):
+        registry.register(cls.name)(cls)
+    data = tmp_path / "data"
+    (data / "here").mkdir(parents=True)
+    (data / "here" / "counts.txt").write_text("12\n7\n")
+    out = tmp_path / "out"
+    said: list[str] = []
+    opts = RunOptions(out_root=out, seeds=(0, 1), data_root=data, epochs=1)
+    records, skipped = transfer_all(tickets()["ticket"], opts, registry, progress=said.append)
+
+    assert skipped == [
+        ("toy_badcheck", "here", "data check failed: OSError: permission denied"),
+        (
+            "toy_count",
+            "absent",
+            f"{data / 'absent' / 'counts.txt'}: not found (one count per line)",
+        ),
+    ]
+    status = [
+        (r["setting"]["task"], r["provenance"]["seed"], r["provenance"]["status"]) for r in records
+    ]
+    assert status == [
+        ("toy_broken", 0, "failed"),
+        ("toy_broken", 1, "failed"),
+        ("toy_count", 0, "finished"),
+        ("toy_count", 1, "finished"),
+    ]
+    assert [r["result"]["value"] for r in records[2:]] == [2.0, 3.0]
+    failed = records[0]
+    assert failed["provenance"]["reason"] == "RuntimeError: decoder exploded"
+    assert failed["setting"]["head"] == "fcn" and failed["result"]["metric"] == "mIoU"
+    assert failed["protocol"] == {"epochs": 1}
+    on_disk = {p.name: rec for p, rec in iter_records(out)}
+    assert len(on_disk) == 4
+    tb = next((out / "records" / "toy_broken" / "here").glob("*seed0.traceback.txt")).read_text()
+    assert "decoder exploded" in tb and "Traceback" in tb
+    assert any(s.startswith("FAILED toy_broken/here seed 0") for s in said)
+
+    table = summary_table(records, skipped)
+    assert "FAILED: RuntimeError: decoder exploded" in table
+    assert "toy_count/absent:" in table and "mae (lower is better)" in table
+    text, paths = report(records, skipped, out)
+    assert "| toy_count | here | sum | r20_se_ticket |" in text
+    assert "| failed | 0 (2 failed) |" in text
+    assert (out / "leaderboards" / "toy_count.csv") in paths
+    runs = read_csv(out / "leaderboards" / "toy_count.csv")
+    assert [float(r["value"]) for r in runs] == [2.0, 3.0]
+    # the real, measured cost of the materialized ticket is in the record
+    assert int(runs[0]["params_sams"]) > 0 and float(runs[0]["gflops"]) > 0
