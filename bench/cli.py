@@ -177,6 +177,138 @@ def _literal(v: str) -> object:
     return v
 
 
+def _ticket_for(args: argparse.Namespace, seed: int):
+    """The ticket named by --ticket, or the baseline made from --mask for this seed."""
+    from bench.models.resnet import parse_model_name
+    from bench.tickets import load_ticket, make_ticket, model_slots
+
+    backbone, sam = parse_model_name(args.model)
+    if sam is None:
+        raise BenchError(f"model {args.model!r}: name a SAM, e.g. {args.model}-se")
+    if args.ticket is not None:
+        ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
+        if ticket.model_name != args.model:
+            raise BenchError(f"{args.ticket}: ticket is for {ticket.model_name}, not {args.model}")
+        return ticket
+    mask, prov = parse_mask_spec(args.mask, model_slots(backbone), seed)
+    if not prov:
+        raise BenchError("--mask takes full, none or random:DENSITY; pass a mask via --ticket")
+    suffix = args.mask.replace(":", "")
+    if prov["baseline"] == "random":
+        suffix += f"-s{seed}"
+    return make_ticket(f"{args.model}-{args.sharing}-{suffix}", backbone, sam, mask, prov,
+                       sharing=args.sharing)  # fmt: skip
+
+
+def _data_options(args: argparse.Namespace):
+    from bench.classify import DataOptions
+
+    return DataOptions(
+        data_root=args.data_root,
+        heldout=args.heldout,
+        split_seed=args.split_seed,
+        image_size=args.image_size,
+        train_limit=getattr(args, "train_limit", None),
+    )
+
+
+def _print_records(records: Sequence[dict]) -> None:
+    rows = [r for r in records if r.get("result")]
+    if not rows:
+        return
+    print(f"\n{'ticket':<34} {'seed':>4} {'metric':>7} {'value':>7} {'select':>7} "
+          f"{'params':>9} {'latency':>9}  record run")  # fmt: skip
+    for r in rows:
+        i, res, c = r["identity"], r["result"], r["cost"]
+        sel = res["extras"].get("heldout_top1")
+        lat = c.get("latency_ms")
+        print(
+            f"{i['ticket']:<34} {r['provenance']['seed']:>4} {res['metric']:>7} "
+            f"{res['value']:7.2f} {'' if sel is None else f'{sel:7.2f}':>7} "
+            f"{c['params_total'] / 1e6:8.3f}M {'' if lat is None else f'{lat:7.2f}ms':>9}  "
+            f"{r['provenance']['run_dir']}"
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from bench.classify import DEFAULT_PRESET, control_tickets, train_cell, with_seed
+    from bench.engine import PRESETS, hparams_from_args
+    from bench.engine.distributed import destroy_distributed, init_distributed, is_main_process
+
+    if args.iters is not None:
+        raise BenchError("bench train counts epochs: use --epochs, not --iters")
+    preset = DEFAULT_PRESET.get(args.dataset, "short") if args.preset == "auto" else args.preset
+    base = hparams_from_args(args, PRESETS.get(preset))
+    init_distributed()
+    records = []
+    try:
+        for seed in args.seeds:
+            ticket = _ticket_for(args, seed)
+            tickets = [ticket] + (control_tickets(ticket, seed) if args.controls else [])
+            # A control equal to the ticket (e.g. random at density 1) is the same run.
+            unique = {t.checksum: t for t in reversed(tickets)}
+            for t in [t for t in tickets if unique.get(t.checksum) is t]:
+                records.append(
+                    train_cell(
+                        t,
+                        args.dataset,
+                        with_seed(base, seed, args.epochs),
+                        out_root=args.out,
+                        data=_data_options(args),
+                        device=args.device,
+                        init_from=args.init_from,
+                        mode=args.mode,
+                        preset=preset,
+                    )
+                )
+        main_rank = is_main_process()
+    finally:
+        destroy_distributed()
+    if main_rank:
+        _print_records(records)
+        print(f"records: {args.out / 'records' / 'classification' / args.dataset}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from bench.classify import eval_checkpoint
+
+    ticket = _ticket_for(args, args.seeds[0])
+    rec = eval_checkpoint(
+        ticket,
+        args.checkpoint,
+        args.dataset,
+        args.split,
+        out_root=args.out,
+        data=_data_options(args),
+        device=args.device,
+        seed=args.seeds[0],
+    )
+    x = rec["result"]["extras"]
+    top5 = "" if x["top5"] is None else f"  top5 {x['top5']:.2f}"
+    print(f"{args.checkpoint} on {args.dataset}/{args.split}: top1 {rec['result']['value']:.2f}"
+          f"{top5}  loss {x['loss']:.4f}  (n={x['n']})")  # fmt: skip
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--heldout", default=None,
+                   help="held-out split carved from train: a count (5000) or per class "
+                   "(100/class); default: the protocol's (CIFAR/F-MNIST 5000, ImageNet "
+                   "100/class)")  # fmt: skip
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split")
+    g.add_argument("--image-size", type=int, default=None, help="override the input side")
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="cifar10 | cifar100 | imagenet | fashion-mnist")
+    p.add_argument("model", help="<backbone>-<sam>, e.g. resnet164-se")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ticket", help="ticket file (or a name in tickets/)")
+    which.add_argument("--mask", help="a control instead of a ticket: full | none | random:D")
+    p.add_argument("--sharing", choices=["block", "stage"], default="block",
+                   help="SAM sharing of a --mask control")  # fmt: skip
+
+
 # ---- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -259,6 +391,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="for a published mask: file or table")
     p.add_argument("-o", "--output", type=Path, default=None, help="default tickets/NAME.json")
     p.set_defaults(func=cmd_ticket_make)
+
+    p = _parser(
+        sub,
+        "train",
+        "Train a ticket from scratch (or a full / none / random control) on a classification "
+        "dataset, select on the held-out split, score the selected weights once on the test "
+        "split, and write one result record per (ticket, seed). --controls adds the full, "
+        "none and random-of-equal-density controls. Under torchrun it trains with DDP.",
+        "bench train cifar100 resnet164-se --ticket tickets/T.json --controls --seeds 0,1,2",
+    )
+    _add_model_flags(p)
+    p.add_argument(
+        "--controls",
+        action="store_true",
+        help="also train full, none and random masks of the ticket's density",
+    )
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from these weights (a checkpoint; loaded weights_only)")  # fmt: skip
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="train on the first N of a seeded shuffle of the train split")  # fmt: skip
+    from bench.engine.hparams import add_train_args
+    from bench.engine.rundir import add_mode_arg
+
+    add_mode_arg(p)
+    _add_data_flags(p)
+    add_run_flags(p)
+    g = p.add_argument_group("training hyperparameters (laid over --preset)")
+    add_train_args(g, default_preset="auto", skip=("seed", "epochs"))
+    p.set_defaults(func=cmd_train)
+
+    p = _parser(
+        sub,
+        "eval",
+        "Score a checkpoint of a ticket network on the held-out or test split and write "
+        "a result record.",
+        "bench eval cifar10 resnet20-se --ticket T.json runs/train_x/best.pt --split test",
+    )
+    _add_model_flags(p)
+    p.add_argument("checkpoint", type=Path, help="best.pt / latest.pt or a state dict")
+    p.add_argument("--split", default="test", choices=["heldout", "test"])
+    _add_data_flags(p)
+    add_run_flags(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

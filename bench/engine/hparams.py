@@ -272,8 +272,10 @@ def add_hparam_args(
     *,
     prefix: str = "",
     shown_defaults: HParams | None = None,
+    skip: tuple[str, ...] = (),
 ) -> None:
-    """Add one `--flag` per field of `cls`.
+    """Add one `--flag` per field of `cls` (except the fields in `skip`, which the
+    command sets another way, e.g. seed from --seeds).
 
     Every flag defaults to None ("not given") so `hparams_from_args` can lay only the given
     flags over a preset. Bools get `--x/--no-x`; tuples are comma-separated ("" = empty).
@@ -281,6 +283,8 @@ def add_hparam_args(
     """
     shown = shown_defaults if shown_defaults is not None else cls()
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         tp = field_types(cls)[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {_show(getattr(shown, f.name))})"
         kwargs: dict[str, Any] = {"dest": _dest(f.name, prefix), "default": None}
@@ -308,16 +312,21 @@ def hparams_from_args(args: argparse.Namespace, base: H, *, prefix: str = "") ->
 
 
 def add_train_args(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default_preset: str = "short"
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default_preset: str = "short",
+    skip: tuple[str, ...] = (),
 ) -> None:
     """`--preset NAME` plus one flag per `TrainHParams` field."""
     parser.add_argument(
         "--preset",
         default=default_preset,
-        help=f"training preset: {', '.join(PRESETS)} (default: {default_preset}); "
-        "flags below override its fields",
+        help=f"training preset: {', '.join(PRESETS)}"
+        + (" or auto (the dataset's paper protocol)" if default_preset == "auto" else "")
+        + f" (default: {default_preset}); flags below override its fields",
     )
-    add_hparam_args(parser, TrainHParams, shown_defaults=PRESETS.get(default_preset))
+    shown = PRESETS.get(default_preset) if default_preset in PRESETS else None
+    add_hparam_args(parser, TrainHParams, shown_defaults=shown, skip=skip)
 
 
 def train_hparams_from_args(args: argparse.Namespace) -> TrainHParams:
