@@ -196,8 +196,9 @@ def _ticket_for(args: argparse.Namespace, seed: int):
     suffix = args.mask.replace(":", "")
     if prov["baseline"] == "random":
         suffix += f"-s{seed}"
-    return make_ticket(f"{args.model}-{args.sharing}-{suffix}", backbone, sam, mask, prov,
-                       sharing=args.sharing)  # fmt: skip
+    return make_ticket(
+        f"{args.model}-{args.sharing}-{suffix}", backbone, sam, mask, prov, sharing=args.sharing
+    )
 
 
 def _data_options(args: argparse.Namespace):
@@ -216,8 +217,10 @@ def _print_records(records: Sequence[dict]) -> None:
     rows = [r for r in records if r.get("result")]
     if not rows:
         return
-    print(f"\n{'ticket':<34} {'seed':>4} {'metric':>7} {'value':>7} {'select':>7} "
-          f"{'params':>9} {'latency':>9}  record run")  # fmt: skip
+    print(
+        f"\n{'ticket':<34} {'seed':>4} {'metric':>7} {'value':>7} {'select':>7} "
+        f"{'params':>9} {'latency':>9}  record run"
+    )
     for r in rows:
         i, res, c = r["identity"], r["result"], r["cost"]
         sel = res["extras"].get("heldout_top1")
@@ -285,16 +288,103 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     x = rec["result"]["extras"]
     top5 = "" if x["top5"] is None else f"  top5 {x['top5']:.2f}"
-    print(f"{args.checkpoint} on {args.dataset}/{args.split}: top1 {rec['result']['value']:.2f}"
-          f"{top5}  loss {x['loss']:.4f}  (n={x['n']})")  # fmt: skip
+    print(
+        f"{args.checkpoint} on {args.dataset}/{args.split}: top1 {rec['result']['value']:.2f}"
+        f"{top5}  loss {x['loss']:.4f}  (n={x['n']})"
+    )
+
+
+def import_task_adapters() -> None:
+    """Register every task adapter (explicit imports: no import-time surprises elsewhere)."""
+    import importlib
+
+    for mod in (
+        "tasks.classification.task",
+        "tasks.crowd_counting.task",
+        "tasks.segmentation.task",
+    ):
+        importlib.import_module(mod)
+
+
+def _parse_options(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"--opt {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.replace("-", "_")] = _literal(v)
+    return out
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from bench.classify import control_tickets
+    from bench.registry import Registry
+    from bench.tickets import load_ticket
+    from bench.transfer import TASKS
+    from bench.transfer_all import RunOptions, report, transfer_all
+
+    import_task_adapters()
+    ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
+    if args.task == "all":
+        if args.dataset:
+            raise BenchError("--dataset picks one dataset of one task; drop it with --task all")
+        tasks = TASKS
+    else:
+        cls = TASKS.get(args.task)
+        if args.dataset:
+            if args.dataset not in cls.datasets:
+                raise BenchError(
+                    f"--dataset {args.dataset!r}: {args.task} knows {', '.join(cls.datasets)}"
+                )
+            cls = type(cls.__name__, (cls,), {"datasets": (args.dataset,)})
+        tasks = Registry("task")
+        tasks.register(args.task)(cls)
+    options = _parse_options(args.opt)
+    for key in ("decoder", "heldout", "train_limit", "preset"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    opts = replace(RunOptions.from_args(args), options=options)
+    runs = [ticket]
+    if not args.no_controls:  # every claim about a ticket is relative to full and none
+        runs += [t for t in control_tickets(ticket, 0)[:2] if t.checksum != ticket.checksum]
+    records, skipped = [], []
+    for t in runs:
+        print(f"== {t.name}", file=sys.stderr)
+        recs, skipped = transfer_all(t, opts, tasks, progress=lambda m: print(m, file=sys.stderr))
+        records += recs
+    text, paths = report(records, skipped, args.out, fmt=args.format, plot=args.plot)
+    print(text)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from bench.leaderboard import leaderboard
+
+    text, paths = leaderboard(
+        args.out,
+        fmt=args.format,
+        task=args.task,
+        dataset=args.dataset,
+        ticket=args.ticket,
+        plot=args.plot,
+    )
+    print(text)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--heldout", default=None,
-                   help="held-out split carved from train: a count (5000) or per class "
-                   "(100/class); default: the protocol's (CIFAR/F-MNIST 5000, ImageNet "
-                   "100/class)")  # fmt: skip
+    g.add_argument(
+        "--heldout",
+        default=None,
+        help="held-out split carved from train: a count (5000) or per class "
+        "(100/class); default: the protocol's (CIFAR/F-MNIST 5000, ImageNet "
+        "100/class)",
+    )
     g.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split")
     g.add_argument("--image-size", type=int, default=None, help="override the input side")
 
@@ -305,8 +395,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--ticket", help="ticket file (or a name in tickets/)")
     which.add_argument("--mask", help="a control instead of a ticket: full | none | random:D")
-    p.add_argument("--sharing", choices=["block", "stage"], default="block",
-                   help="SAM sharing of a --mask control")  # fmt: skip
+    p.add_argument(
+        "--sharing",
+        choices=["block", "stage"],
+        default="block",
+        help="SAM sharing of a --mask control",
+    )
 
 
 # ---- parser ------------------------------------------------------------------------------
@@ -407,10 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train full, none and random masks of the ticket's density",
     )
-    p.add_argument("--init-from", type=Path, default=None,
-                   help="start from these weights (a checkpoint; loaded weights_only)")  # fmt: skip
-    p.add_argument("--train-limit", type=int, default=None,
-                   help="train on the first N of a seeded shuffle of the train split")  # fmt: skip
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from these weights (a checkpoint; loaded weights_only)",
+    )
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N of a seeded shuffle of the train split",
+    )
     from bench.engine.hparams import add_train_args
     from bench.engine.rundir import add_mode_arg
 
@@ -434,6 +536,88 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     add_run_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    p = _parser(
+        sub,
+        "transfer",
+        "Plug a ticket into a task (classification, crowd_counting, segmentation, or all "
+        "whose data is present), train and score it beside its full and none controls, "
+        "write one result record per (ticket, task, dataset, seed) - failures kept as "
+        "failed records - and print the summary table with the transfer score.",
+        "bench transfer --ticket tickets/resnet50-sge-stage-ean.json --task crowd_counting "
+        "--dataset shanghaitech-a --data-root /data --seeds 0,1,2",
+    )
+    p.add_argument("--ticket", required=True, help="ticket file (or a name in tickets/)")
+    p.add_argument("--task", required=True, help="a registered task, or all")
+    p.add_argument("--dataset", default=None, help="one of the task's datasets (default: all)")
+    p.add_argument(
+        "--decoder",
+        default=None,
+        help="segmentation decoder: fcn | pspnet | deeplabv3 | deeplabv3plus",
+    )
+    p.add_argument("--heldout", default=None, help="classification: held-out split size")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="classification: train on the first N of a seeded shuffle",
+    )
+    p.add_argument("--preset", default=None, help="classification: training preset")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other task option, e.g. --opt crop=256",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start the backbone from a classification checkpoint of the ticket",
+    )
+    p.add_argument(
+        "--no-controls",
+        action="store_true",
+        help="run only the ticket, not its full and none controls",
+    )
+    p.add_argument("--format", choices=["md", "csv", "latex"], default="md")
+    p.add_argument("--plot", action="store_true", help="also draw the leaderboard plots")
+    from bench.engine.rundir import add_mode_arg
+
+    add_mode_arg(p)
+    add_run_flags(p)
+    p.set_defaults(func=cmd_transfer)
+
+    p = _parser(
+        sub,
+        "leaderboard",
+        "Collect result records into leaderboards/<task>.csv (one row per run, failures "
+        "kept) and summary.csv (mean, std, n over seeds; transfer score vs the full and none "
+        "controls; cost saved vs full; average rank), print a table, optionally plot.",
+        "bench leaderboard --out runs --format md --task crowd_counting --plot",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="root holding records/; tables go to OUT/leaderboards",
+    )
+    p.add_argument(
+        "--format",
+        choices=["csv", "md", "latex"],
+        default="csv",
+        help="printed table format (md/latex also written to a file)",
+    )
+    p.add_argument("--task", default=None, help="glob on task names")
+    p.add_argument("--dataset", default=None, help="glob on dataset names")
+    p.add_argument("--ticket", default=None, help="glob on ticket names")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="metric vs density, metric vs latency with Pareto front, masks",
+    )
+    p.set_defaults(func=cmd_leaderboard)
     return parser
 
 

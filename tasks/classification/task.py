@@ -1,0 +1,58 @@
+"""The classification task adapter: a ticket retrained from scratch on a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.classify import DEFAULT_PRESET, HEAD, DataOptions, train_cell
+from bench.engine import PRESETS
+from bench.errors import BenchError
+from bench.transfer import TASKS, TransferRun, TransferTask
+from tasks.classification.datasets import DATASETS, load_splits
+
+
+@TASKS.register("classification")
+class Classification(TransferTask):
+    """Top-1 on the test split, model selected on the held-out split (paper protocols)."""
+
+    name: ClassVar[str] = "classification"
+    datasets: ClassVar[tuple[str, ...]] = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
+    metric: ClassVar[str] = "top1"
+    higher_is_better: ClassVar[bool] = True
+    head: ClassVar[str] = HEAD
+    eval_split: ClassVar[str] = "test"
+
+    def missing(self, dataset: str, data_root: Path | None) -> str | None:
+        if dataset not in DATASETS:
+            return f"unknown dataset {dataset!r}"
+        try:
+            load_splits(dataset, data_root)
+        except BenchError as e:
+            return str(e)
+        return None
+
+    def run(self, run: TransferRun) -> dict[str, Any]:
+        if run.iters is not None:
+            raise BenchError("classification counts epochs: use --epochs, not --iters")
+        preset = run.options.get("preset") or DEFAULT_PRESET.get(run.dataset, "short")
+        hp = replace(PRESETS.get(preset), seed=run.seed)
+        if run.epochs is not None:
+            hp = replace(hp, epochs=run.epochs)
+        data = DataOptions(
+            data_root=run.data_root,
+            heldout=run.options.get("heldout"),
+            train_limit=run.options.get("train_limit"),
+        )
+        return train_cell(
+            run.ticket,
+            run.dataset,
+            hp,
+            out_root=run.out_root,
+            data=data,
+            device=run.device,
+            init_from=run.init_from,
+            mode=run.mode,
+            preset=preset,
+        )
