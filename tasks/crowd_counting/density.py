@@ -1,0 +1,199 @@
+"""Density maps from head points: Gaussian kernels that integrate to the head count.
+
+Conventions (those of CSRNet's `make_dataset` preprocessing, Li et al. 2018):
+  * a head at (x, y) is placed at pixel (floor(y), floor(x)); kernel sizes are those of
+    `scipy.ndimage.gaussian_filter` (truncate 4: radius int(4 * sigma + 0.5)), so a map
+    computed here equals the sum of one full-image `gaussian_filter(mode="constant")` per
+    head (`reference_density`), only computed on each kernel's footprint;
+  * Part A, geometry-adaptive: sigma = beta * mean distance to the k nearest other heads
+    (beta 0.3, k 3; KD-tree over the head pixels); Part B: a fixed sigma of 15;
+  * a lone head (no neighbour) gets sigma = mean(height, width) / 4, CSRNet's fallback;
+    with fewer than k other heads the mean runs over those there are (CSRNet would take
+    infinite distances there); stacked heads at distance 0 get a one-pixel kernel, as
+    gaussian_filter does for sigma 0.
+
+Border: gaussian_filter with mode "constant" drops the part of a kernel that falls
+outside the image, so CSRNet's maps sum to less than the head count. `border="renormalize"`
+(default) rescales each cut kernel so that every head adds exactly 1; `border="cut"` keeps
+the original behaviour. Heads outside the image are counted (`outside`) and, by default,
+moved to the nearest border pixel (`outside_policy="clip"`) so the map still sums to the
+annotated count; "drop" leaves them out of the map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from scipy.spatial import KDTree
+
+from bench.errors import BenchError
+
+Border = Literal["renormalize", "cut"]
+Outside = Literal["clip", "drop"]
+Kernel = Literal["adaptive", "fixed"]
+
+TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, which CSRNet's preprocessing used
+_TINY_SIGMA = 1e-15  # below this gaussian_filter leaves the input as it is
+
+
+@dataclass(frozen=True)
+class DensitySpec:
+    """Everything that fixes a density map besides its points and image size."""
+
+    kernel: Kernel = "adaptive"
+    sigma: float = 15.0  # fixed kernel (Part B)
+    beta: float = 0.3  # adaptive: sigma = beta * mean distance to the k nearest heads
+    neighbours: int = 3
+    border: Border = "renormalize"
+    outside: Outside = "clip"
+    truncate: float = TRUNCATE
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.kernel in ("adaptive", "fixed"), "kernel must be adaptive or fixed"),
+            (self.border in ("renormalize", "cut"), "border must be renormalize or cut"),
+            (self.outside in ("clip", "drop"), "outside must be clip or drop"),
+            (self.sigma > 0, "sigma must be > 0"),
+            (self.beta > 0, "beta must be > 0"),
+            (self.neighbours >= 1, "neighbours must be >= 1"),
+            (self.truncate > 0, "truncate must be > 0"),
+        )
+        for ok, msg in checks:
+            if not ok:
+                raise BenchError(f"density map settings: {msg}")
+
+    def as_dict(self) -> dict[str, str | float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HeadPixels:
+    """Heads as pixel indices inside the image, plus how many lay outside it."""
+
+    rows: np.ndarray  # int64
+    cols: np.ndarray  # int64
+    annotated: int  # every point of the annotation
+    outside: int  # points whose pixel is not in the image
+
+
+def head_pixels(points: np.ndarray, shape: tuple[int, int], outside: Outside) -> HeadPixels:
+    """Pixels of (x, y) `points` in an image of `shape` (H, W), with the outside policy."""
+    h, w = shape
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(pts).all():
+        raise BenchError("head points: expected finite (x, y) coordinates")
+    cols = np.floor(pts[:, 0]).astype(np.int64)
+    rows = np.floor(pts[:, 1]).astype(np.int64)
+    out = (rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)
+    if outside == "clip":
+        rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    else:
+        rows, cols = rows[~out], cols[~out]
+    return HeadPixels(rows, cols, len(pts), int(out.sum()))
+
+
+def head_sigmas(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], spec: DensitySpec
+) -> np.ndarray:
+    """One sigma per head: fixed, or geometry-adaptive from a KD-tree (module docstring)."""
+    n = len(rows)
+    if spec.kernel == "fixed":
+        return np.full(n, float(spec.sigma))
+    if n == 0:
+        return np.zeros(0)
+    if n == 1:
+        return np.array([(shape[0] + shape[1]) / 2.0 / 4.0])
+    k = min(spec.neighbours, n - 1)
+    xy = np.stack([cols, rows], axis=1).astype(np.float64)
+    dist, _ = KDTree(xy).query(xy, k=k + 1)  # the nearest is the head itself
+    return spec.beta * dist[:, 1:].mean(axis=1)
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = TRUNCATE) -> np.ndarray:
+    """The normalized 1-d kernel `gaussian_filter` uses (radius int(truncate*sigma + 0.5))."""
+    if sigma <= _TINY_SIGMA:
+        return np.ones(1)
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return k / k.sum()
+
+
+def _splat(dst: np.ndarray, row: int, col: int, sigma: float, spec: DensitySpec) -> None:
+    k = gaussian_kernel1d(sigma, spec.truncate)
+    r = len(k) // 2
+    h, w = dst.shape
+    y0, y1 = max(row - r, 0), min(row + r + 1, h)
+    x0, x1 = max(col - r, 0), min(col + r + 1, w)
+    ky = k[y0 - row + r : y1 - row + r]
+    kx = k[x0 - col + r : x1 - col + r]
+    patch = np.outer(ky, kx)
+    if spec.border == "renormalize" and (len(ky) < len(k) or len(kx) < len(k)):
+        # Separable kernel: the kept mass is the product of the kept 1-d masses.
+        patch /= ky.sum() * kx.sum()
+    dst[y0:y1, x0:x1] += patch
+
+
+@dataclass(frozen=True)
+class DensityMap:
+    """A density map and the bookkeeping of the points it came from."""
+
+    density: np.ndarray  # float64 (H, W)
+    annotated: int
+    outside: int
+    placed: int  # heads in the map (annotated, minus outside ones under "drop")
+
+
+def density_map(points: np.ndarray, shape: tuple[int, int], spec: DensitySpec) -> DensityMap:
+    """The density map of (x, y) `points` on an image of `shape` (H, W)."""
+    heads = head_pixels(points, shape, spec.outside)
+    sigmas = head_sigmas(heads.rows, heads.cols, shape, spec)
+    dst = np.zeros(shape, dtype=np.float64)
+    for row, col, sigma in zip(heads.rows.tolist(), heads.cols.tolist(), sigmas.tolist()):
+        _splat(dst, row, col, sigma, spec)
+    return DensityMap(dst, heads.annotated, heads.outside, len(heads.rows))
+
+
+def reference_density(points: np.ndarray, shape: tuple[int, int], spec: DensitySpec) -> np.ndarray:
+    """The naive algorithm of CSRNet's preprocessing: one full-image gaussian_filter
+    (mode "constant") per head, summed. Only the "cut" border exists here. For tests and
+    the benchmark (CSRNet used float32; float64 here so the comparison is exact)."""
+    if spec.border != "cut":
+        raise ValueError("the reference algorithm only knows border='cut'")
+    heads = head_pixels(points, shape, spec.outside)
+    sigmas = head_sigmas(heads.rows, heads.cols, shape, spec)
+    dst = np.zeros(shape, dtype=np.float64)
+    for row, col, sigma in zip(heads.rows.tolist(), heads.cols.tolist(), sigmas.tolist()):
+        delta = np.zeros(shape, dtype=np.float64)
+        delta[row, col] = 1.0
+        dst += gaussian_filter(delta, sigma, mode="constant", truncate=spec.truncate)
+    return dst
+
+
+def sum_pool(density: np.ndarray | torch.Tensor, factor: int) -> np.ndarray | torch.Tensor:
+    """Sum over factor x factor cells (zero-padding bottom/right to a multiple of factor).
+
+    The total is preserved exactly (up to float rounding), unlike resizing; the output has
+    ceil(H / factor) x ceil(W / factor) cells, the size of a stride-`factor` network's
+    output. Works on numpy arrays and on tensors, over the last two dimensions.
+    """
+    if factor < 1:
+        raise ValueError("factor must be >= 1")
+    if factor == 1:
+        return density
+    h, w = density.shape[-2:]
+    ph, pw = -h % factor, -w % factor
+    if isinstance(density, torch.Tensor):
+        x = torch.nn.functional.pad(density, (0, pw, 0, ph))
+        lead = x.shape[:-2]
+        x = x.reshape(*lead, (h + ph) // factor, factor, (w + pw) // factor, factor)
+        return x.sum(dim=(-3, -1))
+    pad = [(0, 0)] * (density.ndim - 2) + [(0, ph), (0, pw)]
+    x = np.pad(density, pad)
+    lead = x.shape[:-2]
+    x = x.reshape(*lead, (h + ph) // factor, factor, (w + pw) // factor, factor)
+    return x.sum(axis=(-3, -1))

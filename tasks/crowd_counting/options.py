@@ -1,0 +1,225 @@
+"""Crowd-counting options and training protocols, and their command-line flags.
+
+`CrowdOptions` fixes the data side of a cell (density kernel, border and outside-point
+policies, validation carve-out, crops, cost input); a `Protocol` pairs engine hparams with
+the options it starts from. A TransferRun's options dict picks a protocol ("protocol") and
+lays "hparams" (TrainHParams fields) and CrowdOptions fields over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.engine import TrainHParams
+from bench.engine.hparams import HParams, add_hparam_args, hparam
+from bench.errors import BenchError
+from bench.registry import Registry
+from tasks.crowd_counting.density import DensitySpec
+from tasks.crowd_counting.sample import is_sample
+
+# paper.md: Part A geometry-adaptive kernels, Part B a fixed sigma of 15.
+PAPER_KERNEL = {"shanghaitech-a": "adaptive", "shanghaitech-b": "fixed"}
+ITERS_NOTE = "--iters N runs ceil(N / steps_per_epoch) epochs: at least N optimizer steps"
+
+
+@dataclass(frozen=True)
+class CrowdOptions(HParams):
+    """Data, density-map and augmentation settings of a crowd-counting cell."""
+
+    kernel: Literal["auto", "adaptive", "fixed"] = hparam(
+        "auto", "density kernel; auto: Part A adaptive, Part B fixed (the paper's)"
+    )
+    sigma: float = hparam(15.0, "fixed kernel: Gaussian sigma in pixels (Part B's 15)")
+    beta: float = hparam(0.3, "adaptive kernel: sigma = beta x mean distance to the neighbours")
+    neighbours: int = hparam(3, "adaptive kernel: nearest heads averaged over")
+    border: Literal["renormalize", "cut"] = hparam(
+        "renormalize",
+        "kernels cut by the image border: renormalize (each head adds exactly 1) or cut "
+        "(CSRNet's preprocessing: the mass outside the image is lost)",
+    )
+    outside: Literal["clip", "drop"] = hparam(
+        "clip", "annotated points outside the image: clip to the border pixel, or drop"
+    )
+    val_fraction: float = hparam(0.1, "fraction of train carved out as the validation split")
+    split_seed: int = hparam(0, "seed of the validation carve-out (fixed across runs)")
+    crop_size: int = hparam(
+        256,
+        "training crop side in pixels, a multiple of the output stride; 0: half the "
+        "image's height and width (CSRNet's quarter-size patches; needs batch size 1)",
+    )
+    crops_per_image: int = hparam(1, "random crops of each training image per epoch")
+    flip: bool = hparam(True, "random horizontal flips")
+    cache_dir: str = hparam(
+        "", "density-map cache folder ('' = beside the annotations, or the user cache)"
+    )
+    cost_size: tuple[int, ...] = hparam((768, 1024), "H,W of the input the costs are measured at")
+    latency_repeats: int = hparam(20, "timed forward passes for the latency (0: no latency)")
+
+    def validate(self) -> None:
+        checks = [
+            (self.sigma > 0, "sigma must be > 0"),
+            (self.beta > 0, "beta must be > 0"),
+            (self.neighbours >= 1, "neighbours must be >= 1"),
+            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+            (self.crop_size >= 0, "crop_size must be >= 0"),
+            (self.crops_per_image >= 1, "crops_per_image must be >= 1"),
+            (len(self.cost_size) == 2 and min(self.cost_size) > 0, "cost_size must be H,W > 0"),
+            (self.latency_repeats >= 0, "latency_repeats must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BenchError(f"bad crowd counting options: {msg}")
+
+    def density_spec(self, dataset: str) -> DensitySpec:
+        kernel = PAPER_KERNEL[dataset] if self.kernel == "auto" else self.kernel
+        return DensitySpec(
+            kernel=kernel,
+            sigma=self.sigma,
+            beta=self.beta,
+            neighbours=self.neighbours,
+            border=self.border,
+            outside=self.outside,
+        )
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A training recipe: engine hparams and the task options it starts from."""
+
+    hparams: TrainHParams
+    options: CrowdOptions
+    note: str
+
+
+PROTOCOLS: Registry[Protocol] = Registry("crowd counting protocol")
+# CSRNet (Li et al. 2018, official code): SGD lr 1e-7 (constant), momentum 0.95, weight
+# decay 5e-4, batch 1, 400 epochs, each image visited 4 times per epoch; the paper's
+# quarter-size patches (half height x half width) at random positions, random flips.
+# lr 1e-7 suits an ImageNet-initialised front-end: use it with --init-from.
+PROTOCOLS.register("csrnet")(
+    Protocol(
+        TrainHParams(
+            epochs=400,
+            batch_size=1,
+            eval_batch_size=1,
+            lr=1e-7,
+            momentum=0.95,
+            weight_decay=5e-4,
+            schedule="step",
+            milestones=(),
+            warmup_epochs=0,
+        ),
+        CrowdOptions(crop_size=0, crops_per_image=4),
+        "CSRNet's optimizer and schedule (official code), quarter-size random patches",
+    )
+)
+# The embedded default: minutes on a 2-core CPU, from scratch (not from the paper).
+PROTOCOLS.register("short")(
+    Protocol(
+        TrainHParams(
+            epochs=8,
+            batch_size=4,
+            eval_batch_size=1,
+            lr=1e-3,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_epochs=0,
+        ),
+        CrowdOptions(
+            crop_size=64,
+            crops_per_image=2,
+            val_fraction=0.25,
+            cost_size=(128, 128),
+            latency_repeats=5,
+        ),
+        "CPU-scale recipe for the bundled sample data (not from the paper)",
+    )
+)
+AUTO_PROTOCOL = "auto"
+
+
+def resolve_protocol(name: str, part_dir: Path) -> str:
+    """auto: short for the bundled sample data (tasks.crowd_counting.sample), else csrnet."""
+    if name != AUTO_PROTOCOL:
+        PROTOCOLS.get(name)
+        return name
+    return "short" if is_sample(part_dir) else "csrnet"
+
+
+def resolve(
+    options: dict[str, Any] | None, part_dir: Path
+) -> tuple[str, TrainHParams, CrowdOptions]:
+    """(protocol name, engine hparams, task options) from a TransferRun's options dict.
+
+    Keys: "protocol" (auto, short, csrnet), "hparams" (TrainHParams fields over the
+    protocol's) and any CrowdOptions field (over the protocol's).
+    """
+    opts = dict(options or {})
+    name = resolve_protocol(str(opts.pop("protocol", AUTO_PROTOCOL)), part_dir)
+    proto = PROTOCOLS.get(name)
+    hp_over = opts.pop("hparams", None) or {}
+    if not isinstance(hp_over, dict):
+        raise BenchError("crowd counting option 'hparams': expected a mapping of TrainHParams")
+    hp = TrainHParams.from_dict(hp_over, base=proto.hparams)
+    crowd = CrowdOptions.from_dict(opts, base=proto.options)
+    if crowd.crop_size == 0 and hp.batch_size != 1:
+        raise BenchError("crop_size 0 (half-size patches of varying size) needs batch_size 1")
+    return name, hp, crowd
+
+
+def steps_per_epoch(n_samples: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps per epoch of the engine's loader (bench.engine.loop.train)."""
+    per_rank = math.ceil(n_samples / world_size)
+    batch = batch_size // world_size
+    steps = math.ceil(per_rank / batch)
+    if per_rank % batch == 1 and per_rank > 1:
+        steps -= 1  # the engine drops a one-sample last batch
+    return max(steps, 1)
+
+
+def apply_length(hp: TrainHParams, epochs: int | None, iters: int | None, spe: int) -> TrainHParams:
+    """--epochs, or --iters mapped onto whole epochs (ITERS_NOTE); not both."""
+    if epochs is not None and iters is not None:
+        raise BenchError("give --epochs or --iters, not both")
+    if iters is not None:
+        if iters < 1:
+            raise BenchError(f"--iters {iters}: expected >= 1")
+        epochs = math.ceil(iters / spe)
+    if epochs is None:
+        return hp
+    warm = min(hp.warmup_epochs, epochs)
+    keep = tuple(m for m in hp.milestones if m < epochs)
+    return replace(hp, epochs=epochs, warmup_epochs=warm, milestones=keep)
+
+
+# ---- command line --------------------------------------------------------------------------
+OPTION_PREFIX = "crowd_"
+
+
+def add_crowd_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--crowd-protocol plus one --crowd-<field> flag per CrowdOptions field."""
+    parser.add_argument(
+        "--crowd-protocol",
+        default=None,
+        help="crowd counting training protocol: auto (short on the bundled sample data, "
+        f"csrnet otherwise), {', '.join(PROTOCOLS)} (default: auto)",
+    )
+    add_hparam_args(parser, CrowdOptions, prefix=OPTION_PREFIX)
+
+
+def crowd_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TransferRun options given on the command line (absent flags stay absent)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "crowd_protocol", None) is not None:
+        out["protocol"] = args.crowd_protocol
+    for f in dataclasses.fields(CrowdOptions):
+        value = getattr(args, OPTION_PREFIX + f.name, None)
+        if value is not None:
+            out[f.name] = value
+    return out

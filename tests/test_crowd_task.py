@@ -1,0 +1,245 @@
+"""The crowd-counting task: options, metrics, init from a classification checkpoint, and
+short end-to-end runs on the real-annotation sample (tests/fixtures_crowd.py)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures_crowd import write_crowd_root
+
+from bench.engine.checkpoint import save_checkpoint
+from bench.errors import BenchError
+from bench.models.slots import build_ticket_model
+from bench.results import iter_records
+from bench.tickets import load_ticket, make_ticket
+from bench.transfer import TASKS, TransferRun
+from tasks.crowd_counting.cache import cached_density
+from tasks.crowd_counting.data import list_split, read_points
+from tasks.crowd_counting.dataset import Item, WholeImages
+from tasks.crowd_counting.density import DensitySpec
+from tasks.crowd_counting.metrics import MSE_ALIAS_NOTE, evaluate_counts
+from tasks.crowd_counting.model import CrowdCounter, load_init
+from tasks.crowd_counting.options import (
+    CrowdOptions,
+    add_crowd_args,
+    apply_length,
+    crowd_options_from_args,
+    resolve,
+    steps_per_epoch,
+)
+from tasks.crowd_counting.task import run_cell
+
+TICKETS = Path(__file__).resolve().parent.parent / "tickets"
+PROV = {"kind": "baseline", "baseline": "random", "seed": 0}
+
+
+def r18(mask=(1, 0, 0, 1, 1, 0, 0, 1), name: str = "r18-se") -> object:
+    return make_ticket(name, "resnet18", "se", list(mask), PROV)
+
+
+def test_registered_task(crowd_root: Path, tmp_path: Path) -> None:
+    task = TASKS.get("crowd_counting")()
+    assert task.datasets == ("shanghaitech-a", "shanghaitech-b")
+    assert task.metric == "mae" and task.higher_is_better is False
+    assert task.missing("shanghaitech-a", crowd_root) is None
+    msg = task.missing("shanghaitech-b", tmp_path)
+    assert msg and "part_B" in msg and "\n" not in msg
+
+
+def test_protocols_and_options(crowd_root: Path, tmp_path: Path) -> None:
+    name, hp, opts = resolve({}, crowd_root / "part_A")
+    assert name == "short"  # the bundled sample data
+    real = write_crowd_root(tmp_path)
+    (real / "ticketbench-sample.json").unlink()
+    name, hp, opts = resolve({}, real / "part_A")
+    assert name == "csrnet"
+    assert (hp.lr, hp.momentum, hp.weight_decay, hp.batch_size) == (1e-7, 0.95, 5e-4, 1)
+    assert opts.crop_size == 0 and opts.crops_per_image == 4
+    name, hp, opts = resolve(
+        {"protocol": "short", "hparams": {"lr": 0.01}, "border": "cut", "crop_size": 32},
+        real / "part_A",
+    )
+    assert (name, hp.lr, opts.border, opts.crop_size) == ("short", 0.01, "cut", 32)
+    assert opts.density_spec("shanghaitech-a").kernel == "adaptive"
+    assert opts.density_spec("shanghaitech-b").kernel == "fixed"
+    assert opts.density_spec("shanghaitech-b").sigma == 15.0
+    with pytest.raises(BenchError, match="batch_size 1"):
+        resolve({"protocol": "short", "crop_size": 0}, real / "part_A")
+    with pytest.raises(BenchError, match="unknown crowd counting protocol"):
+        resolve({"protocol": "fast"}, real / "part_A")
+    with pytest.raises(BenchError, match="unknown CrowdOptions field"):
+        resolve({"sigmaa": 3}, real / "part_A")
+    with pytest.raises(BenchError, match="border"):
+        resolve({"border": "wrap"}, real / "part_A")
+
+
+def test_iters_map_onto_epochs() -> None:
+    hp = resolve({"protocol": "short"}, Path("/nonexistent"))[1]
+    spe = steps_per_epoch(18, 4, 1)
+    assert spe == 5
+    assert steps_per_epoch(17, 4, 1) == 4  # the engine drops a one-sample last batch
+    out = apply_length(hp, None, 12, spe)
+    assert out.epochs == 3 and out.epochs * spe >= 12 > (out.epochs - 1) * spe
+    assert apply_length(hp, 2, None, spe).epochs == 2
+    with pytest.raises(BenchError, match="not both"):
+        apply_length(hp, 2, 12, spe)
+
+
+def test_cli_helpers() -> None:
+    p = argparse.ArgumentParser()
+    add_crowd_args(p)
+    args = p.parse_args(
+        [
+            "--crowd-protocol",
+            "short",
+            "--crowd-border",
+            "cut",
+            "--crowd-cost-size",
+            "64,96",
+            "--no-crowd-flip",
+        ]
+    )
+    opts = crowd_options_from_args(args)
+    assert opts == {"protocol": "short", "border": "cut", "cost_size": (64, 96), "flip": False}
+    assert crowd_options_from_args(p.parse_args([])) == {}
+    assert CrowdOptions.from_dict({k: v for k, v in opts.items() if k != "protocol"}).flip is False
+
+
+def test_every_ticket_bit_applies_at_stride_8() -> None:
+    ticket = load_ticket(TICKETS / "resnet50-sge-stage-ean.json")
+    model = CrowdCounter(ticket).eval()
+    assert model.output_stride == 8
+    assert model.frontend.mask == ticket.mask
+    calls = []
+    for blk in model.frontend.blocks():
+        blk.register_forward_hook(lambda m, i, o: calls.append(m.active))
+    sam_calls = []
+    for sam in model.sam_modules():
+        sam.register_forward_hook(lambda m, i, o: sam_calls.append(1))
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 40, 48))
+    assert out.shape == (1, 1, 5, 6)
+    assert calls == [bool(b) for b in ticket.mask]  # every block of every stage runs
+    assert len(sam_calls) == ticket.kept  # the shared SGE runs once per connected block
+
+
+def test_init_from_classification_checkpoint(tmp_path: Path) -> None:
+    ticket = r18()
+    torch.manual_seed(1)
+    clf = build_ticket_model(ticket, num_classes=10)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, {"model": clf.state_dict(), "epoch": 3})
+    torch.manual_seed(2)
+    counter = CrowdCounter(ticket)
+    assert load_init(counter, ckpt) == "classification"
+    own = counter.frontend.state_dict()
+    for k, v in clf.state_dict().items():
+        if not k.startswith("fc."):
+            torch.testing.assert_close(own[k], v)
+    # Another mask of the same backbone: other SAM modules, so the weights do not fit.
+    other = CrowdCounter(r18(mask=(0, 1, 1, 0, 0, 1, 1, 0), name="other"))
+    with pytest.raises(BenchError) as e:
+        load_init(other, ckpt)
+    assert "does not fit" in str(e.value) or "do not fit" in str(e.value)
+    assert "\n" not in str(e.value)
+    # A counter's own checkpoint (frontend.* keys) loads whole.
+    save_checkpoint(tmp_path / "counter.pt", {"model": counter.state_dict()})
+    torch.manual_seed(3)
+    again = CrowdCounter(ticket)
+    assert load_init(again, tmp_path / "counter.pt") == "counter"
+    torch.testing.assert_close(again.head.weight, counter.head.weight)
+
+
+class ZeroMap(torch.nn.Module):
+    """Predicts an empty map of the stride-8 grid: MAE is then the mean annotated count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
+        return self.p + torch.zeros(x.shape[0], 1, h, w)
+
+
+def test_mae_and_rmse_against_annotated_counts(tmp_path: Path) -> None:
+    root = write_crowd_root(tmp_path)
+    samples = list_split(root / "part_A", "test")
+    items = []
+    for s in samples:
+        e = cached_density(s, DensitySpec())
+        items.append(Item(s.image, e.path, e.annotated, e.shape))
+    counts = np.array([len(read_points(s.annotation)) for s in samples], dtype=float)
+    m = evaluate_counts(ZeroMap(), WholeImages(items, stride=8), "cpu", 64)
+    assert m["n"] == 4
+    assert m["mae"] == pytest.approx(counts.mean())
+    assert m["rmse"] == pytest.approx(math.sqrt((counts**2).mean()))
+    assert m["mean_pred_count"] == 0.0
+    # The loss is the per-image sum of squares of the pooled target (prediction 0).
+    assert m["loss"] > 0
+
+
+@pytest.mark.slow
+def test_short_training_run_resume_skip_cover(tmp_path: Path) -> None:
+    root = write_crowd_root(tmp_path / "data")
+    ticket = r18()
+    out_root = tmp_path / "out"
+    # Small crops and a cheap cost measurement keep this to seconds on 2 cores.
+    options = {"crop_size": 48, "cost_size": (64, 64), "latency_repeats": 2}
+    # Killed after its first epoch, then resumed by the task's run (mode new).
+    part = run_cell(
+        ticket,
+        "shanghaitech-b",
+        out_root=out_root,
+        data_root=root,
+        iters=8,
+        options=options,
+        stop_after_epoch=1,
+    )
+    assert part["status"] == "interrupted" and part["epochs"] == 1
+    run = TransferRun(
+        ticket=ticket,
+        dataset="shanghaitech-b",
+        seed=0,
+        out_root=out_root,
+        data_root=root,
+        iters=8,
+        options=options,
+    )
+    task = TASKS.get("crowd_counting")()
+    rec = task.run(run)
+    res, proto = rec["result"], rec["protocol"]
+    assert proto["resumed_from_epoch"] == 1
+    assert res["metric"] == "mae" and res["higher_is_better"] is False
+    assert 0 <= res["value"] <= res["extras"]["rmse"]  # RMSE >= MAE always
+    assert res["extras"]["mse_alias_of_rmse"] == MSE_ALIAS_NOTE
+    assert res["extras"]["n_test"] == 4
+    # Training lowered the loss.
+    assert res["extras"]["final_train_loss"] < res["extras"]["first_train_loss"]
+    assert rec["setting"]["select_split"] == "val" and rec["setting"]["eval_split"] == "test"
+    assert proto["selection"]["split"] == "val" and proto["selection"]["carved_from"] == "train"
+    assert proto["density"]["normalization"] == "renormalize"
+    assert proto["density"]["kernel"] == "fixed" and proto["density"]["sigma"] == 15.0
+    assert proto["steps"] >= 8 and proto["iters_requested"] == 8 and proto["epochs"] == 2
+    assert proto["output_stride"] == 8
+    assert proto["data"]["train"]["map_mass"] == pytest.approx(
+        proto["data"]["train"]["annotated_points"], abs=1e-3
+    )
+    assert rec["cost"]["params_sams"] > 0 and rec["cost"]["gflops"] > 0
+    assert rec["cost"]["input_shape"] == [1, 3, 64, 64]
+    [(path, stored)] = list(iter_records(out_root))
+    assert path.parent == out_root / "records" / "crowd_counting" / "shanghaitech-b"
+    assert stored["result"] == res
+    # mode new again: the finished cell is skipped, same record.
+    again = task.run(run)
+    assert again["provenance"] == rec["provenance"]
+    # mode cover: wiped and rerun from scratch; exact resume means the same numbers.
+    fresh = task.run(TransferRun(**{**run.__dict__, "mode": "cover"}))
+    assert fresh["protocol"]["resumed_from_epoch"] is None
+    assert fresh["provenance"]["timestamp"] >= rec["provenance"]["timestamp"]
+    assert fresh["result"] == res
