@@ -169,7 +169,8 @@ class SlotBlock(nn.Module):
                     out = sam(out, {} if state is None else state)
                 else:
                     out = sam(out)
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision and timm do
+        return self.relu(out)
 
 
 class BasicBlock(SlotBlock):
