@@ -9,7 +9,7 @@ setup:
 
 ## The main job on the embedded default.
 demo: setup
-	$(BIN)/bench ticket show
+	$(BIN)/bench demo --out runs/demo
 
 ## The whole test suite (CI runs exactly this, slow end-to-end tests included).
 test: setup
