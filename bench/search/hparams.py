@@ -1,0 +1,255 @@
+"""Search hyperparameters and presets: typed, frozen dataclasses that make their own flags.
+
+A search preset bundles three records, each hashed into its own run directory:
+  * `supernet`: how the full-SAM supernet is trained (a `TrainHParams`, run by the engine);
+  * `sampler`: how a mask is drawn per training iteration and how much data it sees;
+  * `search`: the evaluator, the budget, the reward and every strategy's settings.
+
+The dataclass defaults of `SupernetHParams` and `SearchHParams` ARE the `short` preset (the
+embedded default at 2-core CPU scale), as `TrainHParams`' are the short training preset.
+Where a default reproduces the official EAN code (gbup-group/EAN-efficient-attention-network,
+search_imagent/EAN_search.py) the help text says "official"; our extras say "ours" and are
+off by default unless noted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+from bench.engine.hparams import HParams, TrainHParams, hparam
+from bench.errors import BenchError
+from bench.registry import Registry
+
+__all__ = [
+    "SEARCH_PRESETS",
+    "SearchHParams",
+    "SearchPreset",
+    "SupernetHParams",
+    "resolve_preset",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetHParams(HParams):
+    """How the supernet samples its mask each iteration and which training data it sees."""
+
+    sampling: Literal["bernoulli", "density"] = hparam(
+        "bernoulli",
+        "per-iteration mask: bernoulli = each bit on with keep_prob (official, 0.5); density = "
+        "draw the number of kept slots uniformly from 0..N, then which ones (ours)",
+    )
+    keep_prob: float = hparam(0.5, "bernoulli sampling: probability that a slot is on")
+    train_size: int = hparam(
+        3000, "train on a fixed random subset of this many training images (0 = all)"
+    )
+
+    def validate(self) -> None:
+        if not 0.0 <= self.keep_prob <= 1.0:
+            raise BenchError(
+                f"bad supernet hparams: keep_prob must be in [0, 1], not {self.keep_prob}"
+            )
+        if self.train_size < 0:
+            raise BenchError("bad supernet hparams: train_size must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHParams(HParams):
+    """The evaluator, budget, reward and strategy settings of one search."""
+
+    # --- budget and evaluator ---------------------------------------------------------------
+    budget: int = hparam(
+        60,
+        "candidate evaluations (one = one new mask scored on the whole scoring subset; cached "
+        "masks are free; a halving rung on a fraction f of the subset costs f)",
+    )
+    eval_subset: int = hparam(
+        500, "score candidates on a fixed random subset of this many held-out images (0 = all)"
+    )
+    eval_batch_size: int = hparam(500, "batch size of candidate evaluation")
+    eval_workers: int = hparam(0, "DataLoader workers when the scoring set is streamed")
+    preload_mb: int = hparam(
+        4096, "decode the scoring set into memory once if it needs at most this many MiB per rank"
+    )
+    bn_recalib_batches: int = hparam(
+        0, "recalibrate BN statistics on this many fixed train batches per candidate (0 = off)"
+    )
+    bn_recalib_batch_size: int = hparam(64, "batch size of BN recalibration")
+    halving: bool = hparam(
+        False, "successive halving: score a batch on a small subset, promote the best 1/eta"
+    )
+    halving_eta: int = hparam(3, "successive halving: keep 1/eta of the candidates per rung")
+    halving_min_images: int = hparam(100, "successive halving: images of the first rung")
+    # --- reward (all strategies maximise the same one) -------------------------------------
+    reward_offset: float = hparam(
+        54.0, "reward = top-1 percent + w * fraction off - offset (official 54)"
+    )
+    sparsity_weight: float = hparam(2.0, "reward weight of the fraction of slots off (official 2)")
+    latency_weight: float = hparam(
+        0.0,
+        "ours: reward -= weight * (measured SAM time of the mask / time of the SAM-free "
+        "network), from a per-slot table measured on the current device",
+    )
+    latency_batch: int = hparam(8, "batch size of the per-slot latency measurement")
+    latency_repeats: int = hparam(20, "timed repeats of the per-slot latency measurement")
+    # --- reinforce --------------------------------------------------------------------------
+    steps: int = hparam(20, "reinforce: controller steps (official 300)")
+    samples_per_step: int = hparam(3, "reinforce: schemes sampled per step (official 3)")
+    policy: Literal["mlp", "lstm"] = hparam(
+        "mlp",
+        "reinforce: mlp = constant zero input -> Linear(20,50) -> ReLU -> Linear(50,2N) "
+        "(official); lstm = autoregressive LSTM over the slots (ours)",
+    )
+    temperature: float = hparam(5.0, "reinforce: softmax temperature (official 5)")
+    controller_lr: float = hparam(5e-2, "reinforce: Adam learning rate, constant (official 5e-2)")
+    baseline_decay: float = hparam(
+        0.95, "reinforce: decay of the moving-average reward baseline (official)"
+    )
+    lstm_hidden: int = hparam(64, "reinforce lstm policy: hidden size")
+    rnd: bool = hparam(
+        True, "reinforce: random-network-distillation bonus, equal for a step's schemes (official)"
+    )
+    rnd_weight: float = hparam(1.0, "reinforce: scale of the RND bonus (official 1)")
+    ppo: bool = hparam(True, "reinforce: PPO-style clipped update from a replay buffer (official)")
+    ppo_buffer: int = hparam(30, "reinforce: replay buffer size in steps (official 30)")
+    ppo_clip: float = hparam(0.1, "reinforce: PPO ratio clip (official 0.1)")
+    ppo_weight: float = hparam(0.1, "reinforce: PPO loss weight (official 0.1)")
+    ppo_start: int = hparam(10, "reinforce: first step (0-based) with a PPO update (official 10)")
+    entropy_weight: float = hparam(0.0, "reinforce, ours: entropy bonus weight in the loss")
+    density_target: float = hparam(0.5, "reinforce, ours: target density of the density prior")
+    density_weight: float = hparam(
+        0.0, "reinforce, ours: weight of (expected density - target)^2 in the loss"
+    )
+    # --- random / evolution -----------------------------------------------------------------
+    random_batch: int = hparam(
+        1, "random/evolution: masks proposed per round (with --halving: the halving batch)"
+    )
+    population: int = hparam(10, "evolution: population size (regularized evolution)")
+    tournament: int = hparam(3, "evolution: tournament sample size")
+
+    def validate(self) -> None:
+        checks = [
+            (self.budget >= 1, "budget must be >= 1"),
+            (self.eval_subset >= 0, "eval_subset must be >= 0"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.eval_workers >= 0, "eval_workers must be >= 0"),
+            (self.preload_mb >= 0, "preload_mb must be >= 0"),
+            (self.bn_recalib_batches >= 0, "bn_recalib_batches must be >= 0"),
+            (self.bn_recalib_batch_size >= 2, "bn_recalib_batch_size must be >= 2"),
+            (self.halving_eta >= 2, "halving_eta must be >= 2"),
+            (self.halving_min_images >= 1, "halving_min_images must be >= 1"),
+            (self.sparsity_weight >= 0, "sparsity_weight must be >= 0"),
+            (self.latency_weight >= 0, "latency_weight must be >= 0"),
+            (self.latency_batch >= 1, "latency_batch must be >= 1"),
+            (self.latency_repeats >= 1, "latency_repeats must be >= 1"),
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.samples_per_step >= 1, "samples_per_step must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.controller_lr > 0, "controller_lr must be > 0"),
+            (0 <= self.baseline_decay < 1, "baseline_decay must be in [0, 1)"),
+            (self.lstm_hidden >= 1, "lstm_hidden must be >= 1"),
+            (self.rnd_weight >= 0, "rnd_weight must be >= 0"),
+            (self.ppo_buffer >= 1, "ppo_buffer must be >= 1"),
+            (self.ppo_clip > 0, "ppo_clip must be > 0"),
+            (self.ppo_weight >= 0, "ppo_weight must be >= 0"),
+            (self.ppo_start >= 0, "ppo_start must be >= 0"),
+            (self.entropy_weight >= 0, "entropy_weight must be >= 0"),
+            (0 <= self.density_target <= 1, "density_target must be in [0, 1]"),
+            (self.density_weight >= 0, "density_weight must be >= 0"),
+            (self.random_batch >= 1, "random_batch must be >= 1"),
+            (self.population >= 2, "population must be >= 2"),
+            (1 <= self.tournament <= self.population, "tournament must be in [1, population]"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BenchError(f"bad search hparams: {msg}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPreset:
+    """Everything a named preset fixes for one dataset."""
+
+    name: str
+    supernet: TrainHParams
+    sampler: SupernetHParams
+    search: SearchHParams
+
+
+# A preset is a function of the dataset (ImageNet and CIFAR train their supernets differently).
+SEARCH_PRESETS: Registry[Callable[[str], SearchPreset]] = Registry("search preset")
+
+
+@SEARCH_PRESETS.register("short")
+def short(dataset: str) -> SearchPreset:
+    """The embedded default: supernet and search in a few minutes on a 2-core CPU.
+
+    Supernet: 2 epochs on 3,000 training images (94 SGD steps at batch 64, lr 0.05,
+    cosine); search: 20 controller steps x 3 schemes, at most 60 candidate evaluations on
+    500 held-out images. Reward, controller, RND and PPO as official.
+    """
+    supernet = TrainHParams(epochs=2, batch_size=64, lr=0.05, warmup_epochs=0, schedule="cosine")
+    return SearchPreset("short", supernet, SupernetHParams(), SearchHParams())
+
+
+@SEARCH_PRESETS.register("ean")
+def ean(dataset: str) -> SearchPreset:
+    """The paper's protocol as the official code runs it (paper.md, "Method").
+
+    ImageNet: supernet SGD lr 0.1, momentum 0.9, wd 1e-4, batch 256, lr x0.1 every 40
+    epochs, and the search uses the 40-epoch checkpoint: so 40 epochs at constant lr 0.1.
+    Other datasets (not published): the same recipe at CIFAR scale, batch 128 and the first
+    learning-rate phase of the CIFAR ResNet-164 protocol (81 epochs at lr 0.1), by analogy.
+    Search: every held-out image (ImageNet: 100 per class), 300 steps x 3 schemes, evaluation
+    batch 1000 (the official --batch-size), reward, controller, RND and PPO as official.
+    """
+    common = dict(
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=(),
+        warmup_epochs=0,
+    )
+    if dataset == "imagenet":
+        supernet = TrainHParams(epochs=40, batch_size=256, num_workers=8, **common)
+    else:
+        supernet = TrainHParams(epochs=81, batch_size=128, **common)
+    sampler = SupernetHParams(train_size=0)
+    search = SearchHParams(
+        budget=900,
+        eval_subset=0,
+        eval_batch_size=1000,
+        eval_workers=8 if dataset == "imagenet" else 0,
+        steps=300,
+    )
+    return SearchPreset("ean", supernet, sampler, search)
+
+
+def resolve_preset(
+    name: str,
+    dataset: str,
+    *,
+    epochs: int | None = None,
+    iters: int | None = None,
+    budget: int | None = None,
+    search: dict | None = None,
+    supernet: dict | None = None,
+    sampler: dict | None = None,
+) -> SearchPreset:
+    """Preset `name` for `dataset` with overrides laid over it (validated).
+
+    epochs: supernet epochs; iters: reinforce controller steps; budget: evaluations. The
+    dicts override fields of the three records by name (e.g. from command-line flags).
+    """
+    preset = SEARCH_PRESETS.get(name)(dataset)
+    sup = TrainHParams.from_dict(supernet or {}, base=preset.supernet)
+    if epochs is not None:
+        sup = sup.replace(epochs=epochs, warmup_epochs=min(sup.warmup_epochs, epochs))
+    srch = SearchHParams.from_dict(search or {}, base=preset.search)
+    if iters is not None:
+        srch = srch.replace(steps=iters)
+    if budget is not None:
+        srch = srch.replace(budget=budget)
+    samp = SupernetHParams.from_dict(sampler or {}, base=preset.sampler)
+    return SearchPreset(preset.name, sup, samp, srch)

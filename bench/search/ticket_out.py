@@ -1,0 +1,120 @@
+"""Search outputs: the ticket with its provenance, and the plot of the search.
+
+episodes.jsonl and steps.jsonl are written by the loop (bench.search.loop); this module
+turns the finished search into ticket.json and search.png in the run directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.models.resnet import ModelConfig
+from bench.tickets import Ticket, make_ticket
+
+__all__ = ["TICKET_FILE", "PLOT_FILE", "copy_ticket", "plot_search", "write_ticket"]
+
+TICKET_FILE = "ticket.json"
+PLOT_FILE = "search.png"
+
+
+def write_ticket(
+    run_dir: str | Path,
+    name: str,
+    config: ModelConfig,
+    mask: Sequence[int],
+    provenance: Mapping[str, Any],
+) -> tuple[Ticket, Path]:
+    """Validate and write run_dir/ticket.json (atomically); provenance kind is "searched"."""
+    assert config.sam is not None
+    ticket = make_ticket(
+        name,
+        config.backbone,
+        config.sam,
+        mask,
+        {"kind": "searched", **provenance},
+        sam_args=config.sam_args,
+        sharing=config.sharing,
+    )
+    path = ticket.save(Path(run_dir) / TICKET_FILE)
+    return ticket, path
+
+
+def copy_ticket(src: Path, dest: str | Path) -> Path:
+    """Copy a written ticket to `dest` (atomically: write a sibling, then rename)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    return dest
+
+
+def plot_search(
+    episodes: Sequence[Mapping[str, Any]],
+    rounds: Sequence[Mapping[str, Any]],
+    slot_ids: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Reward and density per evaluation (best so far drawn as a line) and the per-slot keep
+    probability over steps (a heat map; stage boundaries marked). PNG, matplotlib Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), constrained_layout=True)
+    ax_r, ax_d, ax_k = axes
+    x = [e["evaluation"] for e in episodes]
+    final = [e.get("final", True) for e in episodes]
+    rew = [e["reward"] for e in episodes]
+    col = ["tab:blue" if f else "tab:gray" for f in final]
+    ax_r.scatter(x, rew, s=8, c=col, label="candidate (grey: halving rung)")
+    best, run = [], float("-inf")
+    for e, f in zip(episodes, final):
+        if f:
+            run = max(run, e["reward"])
+        best.append(run if run > float("-inf") else np.nan)
+    ax_r.plot(x, best, color="tab:red", label="best so far")
+    ax_r.set_ylabel("reward")
+    ax_r.legend(loc="lower right", fontsize=8)
+    ax_d.scatter(x, [e["density"] for e in episodes], s=8, c=col)
+    ax_d.set_ylabel("density (kept / slots)")
+    ax_d.set_xlabel("evaluation")
+    ax_d.set_ylim(-0.05, 1.05)
+
+    keep = [r.get("keep_prob") for r in rounds]
+    steps = [r["step"] for r in rounds if r.get("keep_prob") is not None]
+    mat = np.array([k for k in keep if k is not None], dtype=float)
+    if mat.size:
+        im = ax_k.imshow(
+            mat.T,
+            aspect="auto",
+            origin="lower",
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(slot_ids) - 0.5),
+        )
+        fig.colorbar(im, ax=ax_k, label="keep probability")
+        stages = [s.rsplit(".", 1)[0] for s in slot_ids]
+        for i in range(1, len(stages)):
+            if stages[i] != stages[i - 1]:
+                ax_k.axhline(i - 0.5, color="white", lw=0.8)
+        if len(slot_ids) <= 20:
+            ax_k.set_yticks(range(len(slot_ids)), slot_ids, fontsize=7)
+    ax_k.set_xlabel("step")
+    ax_k.set_ylabel("slot")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,164 @@
+"""The evaluator: inherited-weight scores, BN recalibration, cache, budget, subsets, halving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures_search import one_thread  # noqa: F401  (fixture)
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bench.engine.loop import evaluate
+from bench.models.resnet import build_model
+from bench.models.slots import materialize
+from bench.search.budget import Budget
+from bench.search.evaluator import (
+    Evaluator,
+    SupernetScorer,
+    TableScorer,
+    fixed_subset,
+    mask_key,
+)
+from bench.search.reward import measure_slot_latency
+from bench.search.run import recalibration_batches
+from tasks.classification.datasets import load_splits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MASKS = [(1,) * 9, (0,) * 9, (1, 0, 0, 1, 1, 0, 1, 0, 1)]
+
+
+@pytest.fixture(scope="module")
+def splits(search_fmnist_root: Path):
+    return load_splits("fashion-mnist", search_fmnist_root, image_size=16)
+
+
+@pytest.fixture()
+def supernet(splits):
+    """A resnet20-se supernet whose BN statistics come from real training images."""
+    torch.manual_seed(0)
+    net = build_model("resnet20-se", num_classes=10)
+    net.train()
+    with torch.no_grad():
+        for i in range(3):
+            net.set_mask(MASKS[i % 3])
+            net(torch.stack([splits.train[j][0] for j in range(i * 32, i * 32 + 32)]))
+    return net.eval()
+
+
+def _state(net) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_score_equals_the_materialized_network(splits, supernet) -> None:
+    scorer = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16)
+    assert scorer.size == len(splits.heldout) == 40
+    for mask in MASKS:
+        got = scorer(mask, scorer.size)
+        ref = evaluate(materialize(supernet, mask), splits.heldout, "cpu", batch_size=7)
+        assert got.top1 == ref["top1"] and got.n == ref["n"]
+        assert got.loss == pytest.approx(ref["loss"], rel=1e-5)
+    # A prefix of the scoring set: the first n images only.
+    part = scorer(MASKS[2], 10)
+    ref = evaluate(
+        materialize(supernet, MASKS[2]),
+        torch.utils.data.Subset(splits.heldout, range(10)),
+        "cpu",
+    )
+    assert part.n == 10 and part.top1 == ref["top1"]
+
+
+def test_streamed_scoring_equals_preloaded(splits, supernet) -> None:
+    pre = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16)
+    stream = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16, preload_mb=0)
+    assert pre.x is not None and stream.x is None
+    for mask in MASKS:
+        assert pre(mask, 40) == stream(mask, 40)
+
+
+def test_bn_recalibration_matches_manual_and_restores(splits, supernet) -> None:
+    batches = recalibration_batches(splits.train, 2, 16)
+    assert [len(b) for b in batches] == [16, 16]
+    again = recalibration_batches(splits.train, 2, 16)  # fixed: same images, same augment
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    before = _state(supernet)
+    scorer = SupernetScorer(supernet, splits.heldout, "cpu", recalib_batches=batches)
+    plain = SupernetScorer(supernet, splits.heldout, "cpu")
+    mask = MASKS[2]
+    got = scorer(mask, scorer.size)
+
+    manual = materialize(supernet, mask)
+    for m in manual.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    manual.train()
+    with torch.no_grad():
+        for b in batches:
+            manual(b)
+    ref = evaluate(manual, splits.heldout, "cpu")
+    assert got.top1 == ref["top1"]
+    assert got.loss == pytest.approx(ref["loss"], rel=1e-5)
+    assert got.loss != pytest.approx(plain(mask, plain.size).loss, rel=1e-5)
+    # The supernet's own weights and BN statistics are untouched.
+    after = supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(m.momentum == 0.1 for m in supernet.modules() if isinstance(m, _BatchNorm))
+
+
+def test_cache_never_scores_a_mask_twice_and_budget_is_exact() -> None:
+    table = {mask_key(m): float(i) for i, m in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)])}
+    scorer = TableScorer(table, size=10)
+    ev = Evaluator(scorer, Budget(3, 10))
+    out = ev.evaluate([(0, 1), (1, 0), (0, 1), (1, 1), (0, 0)])
+    # Three paid evaluations and one cache hit; the fifth mask is beyond the budget.
+    assert [(e.mask, e.cached, e.cost) for e in out] == [
+        ((0, 1), False, 10),
+        ((1, 0), False, 10),
+        ((0, 1), True, 0),
+        ((1, 1), False, 10),
+    ]
+    assert scorer.calls == 3 and ev.budget.spent == 3.0 and ev.budget.exhausted
+    assert ev.known((1, 1)) and not ev.known((0, 0))
+    assert ev.evaluate([(1, 0)])[0].cached  # still free when the budget is spent
+    assert ev.evaluate([(0, 0)]) == []
+    # The cache and budget survive a state round trip.
+    fresh = Evaluator(TableScorer(table, size=10), Budget(3, 10))
+    fresh.load_state_dict(ev.state_dict())
+    assert fresh.cache == ev.cache and fresh.budget.spent_images == 30
+
+
+def test_successive_halving_promotes_the_best() -> None:
+    masks = [tuple(int(b) for b in f"{i:04b}") for i in range(9)]
+    table = {mask_key(m): float((7 * i) % 9) for i, m in enumerate(masks)}  # best: i = 5
+    ev = Evaluator(TableScorer(table, size=90), Budget(10, 90))
+    assert ev.rung_sizes(3, 10) == [10, 30, 90]
+    acts, final = ev.halving(masks, key=lambda e: e.top1, eta=3, min_images=10)
+    assert [a.n_images for a in acts] == [10] * 9 + [30] * 3 + [90]
+    assert [e.index for e in final] == list(range(9))
+    assert [e.index for e in final if e.final] == [5]
+    assert ev.budget.spent_images == 9 * 10 + 3 * 30 + 90  # = 3 evaluations
+    # Promoted: the top third of rung 0, by key.
+    assert sorted(a.index for a in acts if a.n_images == 30) == [1, 5, 6]  # values 8, 7, 6
+
+    # A budget that runs out mid-rung stops there, never over it.
+    tight = Evaluator(TableScorer(table, size=90), Budget(2, 90))
+    acts, final = tight.halving(masks, key=lambda e: e.top1, eta=3, min_images=10)
+    assert tight.budget.spent_images <= 180 and not any(e.final for e in final)
+    assert len(acts) == 9 + 3  # rung 0 (90 images) + rung 1 (90 images) = the whole budget
+
+
+def test_fixed_subset_is_deterministic_and_nested() -> None:
+    a, b = fixed_subset(100, 30, seed=4), fixed_subset(100, 30, seed=4)
+    assert list(a) == list(b) and len(set(a.tolist())) == 30
+    assert list(fixed_subset(100, 10, seed=4)) == list(a[:10])
+    assert sorted(fixed_subset(100, 0).tolist()) == list(range(100))
+
+
+def test_slot_latency_table(supernet) -> None:
+    supernet.set_mask(MASKS[2])
+    table = measure_slot_latency(supernet, (2, 3, 16, 16), warmup=1, repeats=3)
+    assert len(table["slot_ms"]) == 9 and all(t > 0 for t in table["slot_ms"])
+    assert table["base_ms"] > 0
+    assert supernet.mask == MASKS[2] and not supernet.training
