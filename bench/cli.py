@@ -559,6 +559,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(p)
     p.set_defaults(func=cmd_eval)
 
+    from bench.search.cli import SEARCH_EXAMPLE, SEARCH_HELP, add_search_args, cmd_search
+
+    p = _parser(sub, "search", SEARCH_HELP, SEARCH_EXAMPLE)
+    add_search_args(p)
+    add_run_flags(p)
+    p.set_defaults(func=cmd_search)
+
     p = _parser(
         sub,
         "transfer",
