@@ -359,10 +359,23 @@ def cmd_transfer(args: argparse.Namespace) -> None:
             cls = type(cls.__name__, (cls,), {"datasets": (args.dataset,)})
         tasks = Registry("task")
         tasks.register(args.task)(cls)
-    options = _parse_options(args.opt)
-    for key in ("decoder", "heldout", "train_limit", "preset"):
+        for flag, unit in (("epochs", "iters"), ("iters", "epochs")):
+            if getattr(args, flag) is not None and cls.budget_unit == unit:
+                raise BenchError(f"{args.task} counts its training in {unit}: use --{unit}")
+    options: dict[str, dict] = {}
+    for key, value in _parse_options(args.opt).items():
+        task, _, field = key.rpartition(".")
+        if not task and args.task == "all":
+            raise BenchError(f"--opt {key}: with --task all, name the task: TASK.{key}=...")
+        options.setdefault(task or args.task, {})[field] = value
+    for task, key in (
+        ("segmentation", "decoder"),
+        ("classification", "heldout"),
+        ("classification", "train_limit"),
+        ("classification", "preset"),
+    ):
         if getattr(args, key, None) is not None:
-            options[key] = getattr(args, key)
+            options.setdefault(task, {})[key] = getattr(args, key)
     opts = replace(RunOptions.from_args(args), options=options)
     runs = [ticket]
     if not args.no_controls:  # every claim about a ticket is relative to full and none

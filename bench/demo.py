@@ -34,14 +34,15 @@ def prepare_data(data: Path) -> Path:
     """A --data-root holding every embedded-default dataset (links and small samples)."""
     from tasks.classification.datasets import DEBIAN_FASHION_MNIST
     from tasks.crowd_counting.sample import ensure_sample
-    from tasks.segmentation.sample import ensure_cityscapes_sample
+    from tasks.segmentation.sample import write_cityscapes_sample
 
     data.mkdir(parents=True, exist_ok=True)
     link = data / "fashion-mnist"
     if not link.exists() and DEBIAN_FASHION_MNIST.is_dir():
         link.symlink_to(DEBIAN_FASHION_MNIST)
     ensure_sample(data)
-    ensure_cityscapes_sample(data / "cityscapes")
+    if not (data / "cityscapes").exists():
+        write_cityscapes_sample(data / "cityscapes")
     return data
 
 
@@ -62,7 +63,7 @@ def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
 
     _say("== 2/4 retrain the ticket beside its full and none controls (short preset)")
     hp = replace(PRESETS.get("short"), seed=seed)
-    opts = {"preset": "short", "train_limit": TRAIN_LIMIT}
+    opts = {"classification": {"preset": "short", "train_limit": TRAIN_LIMIT}}
     tickets = [ticket] + control_tickets(ticket, seed)[:2]
     for t in tickets:
         train_cell(

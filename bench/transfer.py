@@ -40,6 +40,9 @@ class TransferTask(ABC):
     datasets: ClassVar[tuple[str, ...]]
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
+    # Which of --epochs / --iters the task counts its training in ("both": it maps one
+    # onto the other). `--task all` hands each task only the flag it counts in.
+    budget_unit: ClassVar[str] = "both"
 
     @abstractmethod
     def missing(self, dataset: str, data_root: Path | None) -> str | None:

@@ -43,7 +43,9 @@ class RunOptions:
     iters: int | None = None
     init_from: Path | None = None
     mode: str = "new"
-    options: dict[str, Any] = field(default_factory=dict)
+    # Task options keyed by task name ({"segmentation": {"decoder": "pspnet"}}): each task
+    # sees only its own, since adapters refuse keys they do not know.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -140,11 +142,11 @@ def transfer_all(
                     out_root=run_opts.out_root,
                     data_root=run_opts.data_root,
                     device=run_opts.device,
-                    epochs=run_opts.epochs,
-                    iters=run_opts.iters,
+                    epochs=run_opts.epochs if task.budget_unit != "iters" else None,
+                    iters=run_opts.iters if task.budget_unit != "epochs" else None,
                     init_from=run_opts.init_from,
                     mode=run_opts.mode,
-                    options=dict(run_opts.options),
+                    options=dict(run_opts.options.get(name, {})),
                 )
                 try:
                     record = task.run(run)

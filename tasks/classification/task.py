@@ -23,6 +23,7 @@ class Classification(TransferTask):
     higher_is_better: ClassVar[bool] = True
     head: ClassVar[str] = HEAD
     eval_split: ClassVar[str] = "test"
+    budget_unit: ClassVar[str] = "epochs"
 
     def missing(self, dataset: str, data_root: Path | None) -> str | None:
         if dataset not in DATASETS:

@@ -1,0 +1,224 @@
+"""The suite's ticket network as an mmseg backbone (`type="TicketResNet"` in a config).
+
+It IS the core's materialized ticket network (bench.models.slots.build_ticket_model):
+the same modules and parameter names (torchvision's, which are also mmseg's ResNetV1c
+names), so a classification checkpoint of the ticket network, or an mmseg ResNetV1c
+state dict, loads by name. For dense prediction it is headless, dilated (output stride 8
+by default: strides 1,2,1,1 and dilations 1,1,2,4 as mmseg's R-50-D8), optionally with the
+ResNetV1c deep stem, and returns the stage features as a tuple. Every ticket bit is
+applied: SAM modules exist exactly at the ticket's 1 slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
+from bench.errors import BenchError
+from bench.models.resnet import BACKBONES, SlotResNet
+from bench.models.slots import model_config
+from bench.tickets import Ticket, load_ticket, validate
+from tasks.segmentation import compat
+
+compat.ensure()
+
+from mmseg.registry import MODELS  # noqa: E402  (after the mmcv-lite stand-in)
+
+TicketLike = Ticket | Mapping[str, Any] | str | Path
+
+
+def resolve_ticket(ticket: TicketLike) -> Ticket:
+    """A Ticket from a Ticket, a ticket file path or a ticket dict (`Ticket.to_dict()`)."""
+    if isinstance(ticket, Ticket):
+        return ticket
+    if isinstance(ticket, str | Path):
+        return load_ticket(ticket)
+    if isinstance(ticket, Mapping):
+        # mmengine's Config turns nested dicts into ConfigDict; validate wants plain ones.
+        return validate(_plain(ticket), source="config field 'backbone.ticket'")
+    raise BenchError(f"backbone.ticket: expected a ticket file or dict, got {type(ticket)}")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def default_output_stride(backbone: str) -> int | None:
+    """8 for ImageNet ResNets (D8, as mmseg's Cityscapes configs); CIFAR ResNets stay native
+    (stride 4 at the last stage: they have no stem downsampling to dilate past)."""
+    return 8 if BACKBONES.get(backbone).stem == "imagenet" else None
+
+
+def _strided_conv(block: nn.Module) -> nn.Conv2d:
+    # The 3x3 conv that carries the block's stride: conv2 in a bottleneck, conv1 in a basic.
+    return block.conv2 if hasattr(block, "conv3") else block.conv1
+
+
+@MODELS.register_module()
+class TicketResNet(SlotResNet):
+    """Ticket backbone for mmseg decoders; `forward` returns the stage features.
+
+    Args:
+        ticket: a ticket file path, a ticket dict (Ticket.to_dict()) or a Ticket.
+        deep_stem: ResNetV1c stem (three 3x3 convs) as mmseg's R-50-D8; ImageNet only.
+        output_stride: 8, 16, 32 for ImageNet backbones; None = `default_output_stride`.
+        contract_dilation: the first block of a dilated stage uses half the dilation
+            (mmseg's `contract_dilation=True` in its D8 configs).
+        out_indices: stage indices to return (default: all stages).
+        norm_cfg: dict(type="BN" | "SyncBN"); SyncBN for multi-GPU runs.
+        norm_eval: keep BatchNorm layers in eval mode while training.
+        init_from: a checkpoint of the ticket network (classification checkpoint with
+            "model" key, bare state dict, or a supernet's) loaded by `init_weights`.
+    """
+
+    def __init__(
+        self,
+        ticket: TicketLike,
+        *,
+        deep_stem: bool = True,
+        output_stride: int | None = None,
+        contract_dilation: bool = True,
+        out_indices: Sequence[int] | None = None,
+        norm_cfg: Mapping[str, Any] | None = None,
+        norm_eval: bool = False,
+        init_from: str | Path | None = None,
+        in_channels: int = 3,
+        init_cfg: Any = None,
+    ) -> None:
+        t = resolve_ticket(ticket)
+        spec = BACKBONES.get(t.backbone)
+        if deep_stem and spec.stem != "imagenet":
+            deep_stem = False  # CIFAR ResNets have a single 3x3 stem conv, nothing to deepen
+        if output_stride is None:
+            output_stride = default_output_stride(t.backbone)
+        super().__init__(
+            model_config(t),
+            built=t.mask,
+            num_classes=0,
+            output_stride=output_stride,
+            out_indices=out_indices,
+            deep_stem=deep_stem,
+            in_chans=in_channels,
+        )
+        if init_cfg is not None:
+            raise BenchError("backbone.init_cfg: not supported; use init_from (a checkpoint)")
+        self.ticket = t
+        self.norm_eval = norm_eval
+        self.init_from = None if init_from is None else str(init_from)
+        if contract_dilation:
+            self._contract_dilation()
+        norm = dict(norm_cfg or {"type": "BN"})
+        kind = norm.pop("type", "BN")
+        requires_grad = norm.pop("requires_grad", True)
+        if kind == "SyncBN":
+            # Swap in place: this object must stay the registered TicketResNet.
+            for name, child in list(self.named_children()):
+                setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        elif kind != "BN":
+            raise BenchError(f"backbone.norm_cfg.type: expected BN or SyncBN, got {kind!r}")
+        if norm:
+            raise BenchError(f"backbone.norm_cfg: unsupported keys {sorted(norm)}")
+        if not requires_grad:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.requires_grad_(False)
+
+    def _contract_dilation(self) -> None:
+        for stage in self.stage_names:
+            first = getattr(self, stage)[0]
+            conv = _strided_conv(first)
+            d = conv.dilation[0]
+            if d > 1:
+                conv.dilation = (d // 2, d // 2)
+                conv.padding = (d // 2, d // 2)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Channels of every stage's output (decoder widths come from these)."""
+        return self.spec.stage_channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        return self.forward_features(x)
+
+    def train(self, mode: bool = True) -> TicketResNet:
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Called by the Runner before training: load `init_from` if given (else keep the
+        core's initialisation)."""
+        if self.init_from is not None:
+            load_backbone_weights(self, self.init_from)
+
+
+_HEAD_PREFIXES = ("fc.",)
+
+
+def _is_sam_key(key: str) -> bool:
+    return key.startswith("shared_sams.") or ".sam." in key
+
+
+def _extract_state_dict(obj: Mapping[str, Any], path: str) -> dict[str, torch.Tensor]:
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    sd = unwrap_state_dict({k: v for k, v in obj.items() if k != "format"})
+    # A whole mmseg segmentor checkpoint: keep its backbone.
+    if any(k.startswith("backbone.") for k in sd):
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise BenchError(f"checkpoint {path}: entry {bad[0]!r} is not a tensor")
+    return sd
+
+
+def load_backbone_weights(net: SlotResNet, path: str | Path) -> None:
+    """Load a checkpoint of the ticket network into `net` by parameter name.
+
+    Accepted: the suite's checkpoints ("model" key), bare state dicts, DDP/compile-wrapped
+    names and supernet checkpoints (SAMs at slots the ticket drops are skipped); the
+    classifier (fc.*) is dropped. Read with weights_only=True. BenchError when the file does
+    not fit (names the first missing key or the shape that differs).
+    """
+    path = str(path)
+    sd = _extract_state_dict(load_checkpoint(path), path)
+    sd = {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES)}
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    if missing:
+        hint = ""
+        if missing[0].startswith("stem.") and "conv1.weight" in sd:
+            hint = " (the checkpoint has a 7x7 stem: build the backbone with deep_stem=False)"
+        elif missing[0] == "conv1.weight" and "stem.0.weight" in sd:
+            hint = " (the checkpoint has a deep stem: build the backbone with deep_stem=True)"
+        raise BenchError(
+            f"checkpoint {path} lacks {len(missing)} tensors of the ticket backbone "
+            f"(first: {missing[0]}){hint}"
+        )
+    extra = [k for k in sd if k not in own and not _is_sam_key(k)]
+    if extra:
+        raise BenchError(
+            f"checkpoint {path} has {len(extra)} tensors the ticket backbone lacks "
+            f"(first: {extra[0]}): was it made for another network?"
+        )
+    for k, v in own.items():
+        if sd[k].shape != v.shape:
+            raise BenchError(
+                f"checkpoint {path}: {k} has shape {tuple(sd[k].shape)}, the ticket backbone "
+                f"needs {tuple(v.shape)}"
+            )
+    net.load_state_dict({k: sd[k] for k in own}, strict=True)
