@@ -27,3 +27,7 @@ format: setup
 ## Side-by-side ratio benchmarks (not tests); they print their figures.
 bench: setup
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_density.py
+	$(BIN)/python benchmarks/bench_seg.py
