@@ -266,3 +266,25 @@ def eval_checkpoint(
 
 def with_seed(hp: TrainHParams, seed: int, epochs: int | None) -> TrainHParams:
     return replace(hp, seed=seed, **({"epochs": epochs} if epochs is not None else {}))
+
+
+def records_table(records: list[dict[str, Any]]) -> str:
+    """Ticket vs controls at a glance: test metric, held-out score, params, latency, run."""
+    rows = [r for r in records if r.get("result")]
+    if not rows:
+        return ""
+    lines = [
+        f"{'ticket':<38} {'seed':>4} {'stages':<14} {'test':>7} {'heldout':>7} "
+        f"{'params':>9} {'latency':>9}  run"
+    ]
+    for r in rows:
+        i, res, c = r["identity"], r["result"], r["cost"]
+        sel = res["extras"].get("heldout_top1")
+        lat = c.get("latency_ms")
+        lines.append(
+            f"{i['ticket']:<38} {r['provenance']['seed']:>4} {i['stages']:<14} "
+            f"{res['value']:7.2f} {'' if sel is None else f'{sel:7.2f}':>7} "
+            f"{c['params_total'] / 1e6:8.3f}M {'' if lat is None else f'{lat:7.2f}ms':>9}  "
+            f"{r['provenance']['run_dir']}"
+        )
+    return "\n".join(lines)

@@ -213,26 +213,6 @@ def _data_options(args: argparse.Namespace):
     )
 
 
-def _print_records(records: Sequence[dict]) -> None:
-    rows = [r for r in records if r.get("result")]
-    if not rows:
-        return
-    print(
-        f"\n{'ticket':<34} {'seed':>4} {'metric':>7} {'value':>7} {'select':>7} "
-        f"{'params':>9} {'latency':>9}  record run"
-    )
-    for r in rows:
-        i, res, c = r["identity"], r["result"], r["cost"]
-        sel = res["extras"].get("heldout_top1")
-        lat = c.get("latency_ms")
-        print(
-            f"{i['ticket']:<34} {r['provenance']['seed']:>4} {res['metric']:>7} "
-            f"{res['value']:7.2f} {'' if sel is None else f'{sel:7.2f}':>7} "
-            f"{c['params_total'] / 1e6:8.3f}M {'' if lat is None else f'{lat:7.2f}ms':>9}  "
-            f"{r['provenance']['run_dir']}"
-        )
-
-
 def _controls(ticket, seed: int, spec: str | None) -> list:
     from bench.classify import control_tickets
 
@@ -286,7 +266,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     finally:
         destroy_distributed()
     if main_rank:
-        _print_records(records)
+        from bench.classify import records_table
+
+        print(records_table(records))
         print(f"records: {args.out / 'records' / 'classification' / args.dataset}")
 
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.classify import DataOptions, control_tickets, train_cell
+from bench.classify import DataOptions, control_tickets, records_table, train_cell
 from bench.engine import PRESETS
 from bench.errors import BenchError
 from bench.tickets import load_ticket
@@ -63,18 +63,17 @@ def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
 
     _say("== 2/4 retrain the ticket beside its full and none controls (short preset)")
     hp = replace(PRESETS.get("short"), seed=seed)
-    opts = {"classification": {"preset": "short", "train_limit": TRAIN_LIMIT}}
+    opts = {
+        "classification": {"preset": "short", "train_limit": TRAIN_LIMIT},
+        "segmentation": {"log_level": "WARNING"},  # the Runner's full log stays in its run dir
+    }
     tickets = [ticket] + control_tickets(ticket, seed)[:2]
-    for t in tickets:
-        train_cell(
-            t,
-            DATASET,
-            hp,
-            out_root=out,
-            data=DataOptions(train_limit=TRAIN_LIMIT),
-            device=device,
-            preset="short",
-        )
+    data_opts = DataOptions(train_limit=TRAIN_LIMIT)
+    trained = [
+        train_cell(t, DATASET, hp, out_root=out, data=data_opts, device=device, preset="short")
+        for t in tickets
+    ]
+    _say(records_table(trained))
 
     _say("== 3/4 transfer to every task whose data is present")
     import_task_adapters()

@@ -37,7 +37,10 @@ DATASET = "cityscapes"
 DEFAULT_DATA_ROOT = Path("data/cityscapes")  # mmseg's default layout, relative to cwd
 RUN_KIND = "seg"
 # Options that steer the run but not its result (kept out of the run hash).
-RUNTIME_OPTIONS = ("measure_latency",)
+# Not part of the run hash: they change what is printed or measured, not what is trained.
+RUNTIME_OPTIONS = ("measure_latency", "log_level")
+# On the bundled sample, a default budget that shows the whole flow in seconds.
+SAMPLE_ITERS = 20
 # MMSegmentation's published single-scale Cityscapes val mIoU of R-50-D8 at 512x1024
 # (/work/shared/reference/paper.md): decoder -> {schedule: mIoU}. A sanity anchor only.
 MMSEG_R50_D8_MIOU = {
@@ -80,7 +83,7 @@ def hparams_for(run: TransferRun, data_root: Path | None = None) -> Any:
     """The run's SegHParams: options laid over the defaults, then --iters and the seed.
 
     On the bundled sample (tasks.segmentation.sample) crop and image size default to the
-    sample's image size and loaders to no workers, so a demo needs only --iters. Unknown
+    sample's image size, loaders to no workers and iterations to SAMPLE_ITERS. Unknown
     option keys are errors (they would otherwise be silently ignored).
     """
     from tasks.segmentation.configs import SegHParams
@@ -97,8 +100,9 @@ def hparams_for(run: TransferRun, data_root: Path | None = None) -> Any:
     if "seed" in options or "iters" in options:
         raise BenchError("segmentation options: set the seed with --seeds and iters with --iters")
     changes: dict[str, Any] = {"seed": run.seed}
-    if run.iters is not None:
-        changes["iters"] = run.iters
+    iters = run.iters if run.iters is not None or size is None else SAMPLE_ITERS
+    if iters is not None:
+        changes["iters"] = iters
     return SegHParams.from_dict({**options, **changes})
 
 
@@ -181,6 +185,7 @@ class SegmentationTask(TransferTask):
             device=run.device,
             distributed=info.enabled,
         )
+        cfg.log_level = str(run.options.get("log_level", cfg.log_level))
         runner, metrics = run_runner(
             cfg, device=run.device, resume=has_checkpoint(plan.path), hooks=self.hooks
         )
