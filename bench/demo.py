@@ -65,7 +65,8 @@ def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
     hp = replace(PRESETS.get("short"), seed=seed)
     opts = {
         "classification": {"preset": "short", "train_limit": TRAIN_LIMIT},
-        "segmentation": {"log_level": "WARNING"},  # the Runner's full log stays in its run dir
+        # The Runner prints its whole config and every iteration at INFO: keep the demo legible.
+        "segmentation": {"log_level": "WARNING"},
     }
     tickets = [ticket] + control_tickets(ticket, seed)[:2]
     data_opts = DataOptions(train_limit=TRAIN_LIMIT)
