@@ -198,6 +198,9 @@ def train_cell(
                 "heldout_top1": out["best"]["top1"],
                 "best_epoch": out["best"]["epoch"],
                 "final_heldout_top1": out["final"]["heldout"]["top1"],
+                "data_root": splits.info.get("root"),
+                "init_from": str(init_from) if init_from else None,
+                "world_size": out["world_size"],
             },
             cost=cost,
             protocol={
@@ -207,11 +210,10 @@ def train_cell(
                 "batch_size": hp.batch_size,
                 "input_size": list(splits.input_size),
                 "eval_mode": "single crop, eval transforms",
-                "split": splits.info,
+                "split": {k: v for k, v in splits.info.items() if k != "root"},
                 "train_size": len(train_set),
-                "world_size": out["world_size"],
-                "init_from": str(init_from) if init_from else None,
-                "hparams": hp.to_dict(),
+                "init": "checkpoint" if init_from else "scratch",
+                "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
             },
         )
         write_record(out_root, record)

@@ -4,6 +4,10 @@ Every command that produces a final number (train, eval, transfer) writes one, f
 or failed, so each number in a leaderboard traces back to the run that made it. Records
 live under <out>/records/<task>/<dataset>/ with unique names and are written atomically,
 so any number of processes can write at once without losing one.
+
+`protocol` holds only what makes runs comparable: it must be identical for a ticket and
+its controls and across seeds (the leaderboard groups by it), so no seed, path, timing
+or cache state goes there; such run facts belong in `extras` or `provenance`.
 """
 
 from __future__ import annotations
@@ -143,9 +147,8 @@ def record_path(out_root: str | Path, record: Mapping[str, Any]) -> Path:
     """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__<split>__seed<N>.json."""
     s, i = record["setting"], record["identity"]
     checksum = i["ticket_checksum"].split(":")[-1]
-    name = (
-        f"{_slug(i['ticket'])}__{checksum}__{_slug(s['head'])}__seed{record['provenance']['seed']}"
-    )
+    head, split, seed = _slug(s["head"]), _slug(s["eval_split"]), record["provenance"]["seed"]
+    name = f"{_slug(i['ticket'])}__{checksum}__{head}__{split}__seed{seed}"
     return Path(out_root) / RECORDS_DIR / _slug(s["task"]) / _slug(s["dataset"]) / f"{name}.json"
 
 

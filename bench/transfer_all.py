@@ -133,6 +133,12 @@ def transfer_all(
                 skipped.append((name, dataset, reason))
                 say(f"skip {name}/{dataset}: {reason}")
                 continue
+            # Each task gets the budget flag it counts in; one that takes either gets
+            # --epochs when both are given.
+            unit = task.budget_unit
+            epochs = run_opts.epochs if unit != "iters" else None
+            takes_iters = unit == "iters" or (unit == "both" and epochs is None)
+            iters = run_opts.iters if takes_iters else None
             for seed in run_opts.seeds:
                 say(f"run  {name}/{dataset} seed {seed}")
                 run = TransferRun(
@@ -142,8 +148,8 @@ def transfer_all(
                     out_root=run_opts.out_root,
                     data_root=run_opts.data_root,
                     device=run_opts.device,
-                    epochs=run_opts.epochs if task.budget_unit != "iters" else None,
-                    iters=run_opts.iters if task.budget_unit != "epochs" else None,
+                    epochs=epochs,
+                    iters=iters,
                     init_from=run_opts.init_from,
                     mode=run_opts.mode,
                     options=dict(run_opts.options.get(name, {})),

@@ -14,6 +14,7 @@ from bench.cli import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
 from bench.io import read_jsonl
+from bench.leaderboard import protocol_id
 from bench.tickets import make_ticket
 
 FAST = ["--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
@@ -103,6 +104,8 @@ def test_controls_are_one_flag_away(fmnist, tmp_path):
     (rand,) = [r for r in recs.values() if r["identity"]["baseline"] == "random"]
     assert rand["identity"]["kept"] == t.kept and rand["identity"]["stages"] != t.stages
     assert {c.name for c in control_tickets(t, 0)} <= set(recs)
+    # Ticket, controls and seeds are one protocol: the leaderboard groups them together.
+    assert len({protocol_id(r["protocol"]) for r in recs.values()}) == 1
 
 
 @pytest.mark.parametrize(
@@ -138,5 +141,5 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = _records(out)
-    assert rec["protocol"]["world_size"] == 2
+    assert rec["result"]["extras"]["world_size"] == 2
     assert rec["result"]["value"] > 20

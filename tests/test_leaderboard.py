@@ -69,7 +69,7 @@ def test_every_run_has_a_row_failed_ones_included(tree):
     assert bad["value"] == "" and bad["reason"] == "RuntimeError: CUDA out of memory"
     assert bad["record"] == (
         f"records/classification/cifar10/r20_se_ticket__"
-        f"{tickets()['ticket'].checksum.split(':')[1]}__linear__seed3.json"
+        f"{tickets()['ticket'].checksum.split(':')[1]}__linear__test__seed3.json"
     )
     ok = next(r for r in rows if r["ticket"] == "r20-se-full" and r["seed"] == "1")
     assert ok["value"] == "93.0" and ok["extra_top5"] == "98.0"

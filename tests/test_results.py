@@ -92,7 +92,7 @@ def test_record_carries_every_field_the_issue_lists(ticket, tmp_path):
         / "records"
         / "crowd_counting"
         / "shanghaitech_b"
-        / f"r20-se-5of9__{ticket.checksum[7:]}__csrnet__seed3.json"
+        / f"r20-se-5of9__{ticket.checksum[7:]}__csrnet__test__seed3.json"
     )
     assert json.loads(path.read_text()) == rec
 

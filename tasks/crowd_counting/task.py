@@ -106,8 +106,6 @@ def _cache_summary(entries: dict[str, list[CacheEntry]]) -> dict[str, Any]:
             "points_outside_image": sum(e.outside for e in es),
             "points_in_maps": sum(e.placed for e in es),
             "map_mass": round(sum(e.mass for e in es), 6),
-            "maps_built": sum(e.built for e in es),
-            "maps_reused": sum(not e.built for e in es),
         }
         for split, es in entries.items()
     }
@@ -266,6 +264,8 @@ def run_cell(
             "final_val_mae": out["final"]["val"]["mae"],
             "final_train_loss": out["final_train"]["loss"],
             "first_train_loss": out["history"][0]["train"]["loss"],
+            "part_dir": str(splits.part_dir),
+            "density_maps_built": sum(e.built for es in entries.values() for e in es),
         },
         cost=cost,
         protocol={
@@ -292,7 +292,6 @@ def run_cell(
                 "lower_is_better": True,
                 "val_fraction": opts.val_fraction,
                 "split_seed": opts.split_seed,
-                "best_epoch": out["best"]["epoch"],
             },
             "splits": {
                 "train": len(splits.train),
@@ -300,7 +299,7 @@ def run_cell(
                 "test": len(splits.test),
                 "digest": identity["splits"],
             },
-            "data": {"part_dir": str(splits.part_dir), **_cache_summary(entries)},
+            "data": _cache_summary(entries),
             "options": opts.to_dict(),
             "init_from": str(init_from) if init_from else None,
             "init_kind": init_kind,
