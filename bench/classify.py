@@ -7,7 +7,6 @@ final evaluation of the selected weights on the test split, and the uniform reco
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
 from bench.models.resnet import SlotResNet
 from bench.models.slots import build_ticket_model
+from bench.paths import file_sha256
 from bench.results import make_record, write_record
 from bench.tickets import Ticket, baseline_mask, make_ticket
 
@@ -73,14 +73,6 @@ def control_tickets(ticket: Ticket, seed: int) -> list[Ticket]:
             )
         )
     return out
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def load_init(model: SlotResNet, path: Path) -> None:
@@ -141,7 +133,7 @@ def train_cell(
         "heldout": splits.info["heldout_sha256"],
         "image_size": data.image_size,
         "train_limit": data.train_limit,
-        "init_from": _file_digest(init_from) if init_from else None,
+        "init_from": file_sha256(init_from, 16) if init_from else None,
     }
     plan = prepare_run(out_root, "train", identity, hp, mode=mode)
     info = dist_info()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import pickle
 import re
 import shutil
@@ -30,6 +29,7 @@ from torchvision.datasets.folder import is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from bench.errors import BenchError
+from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
 from bench.registry import Registry
 from tasks.classification import transforms as tfm
 
@@ -51,8 +51,6 @@ __all__ = [
     "register_dataset",
 ]
 
-ENV_DATA_ROOT = "TICKETBENCH_DATA"
-ENV_CACHE = "TICKETBENCH_CACHE"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -62,19 +60,6 @@ FASHION_MNIST_FILES = (
 )
 
 Transform = Callable[[Any], Any]
-
-
-def default_data_root() -> Path:
-    """Where datasets are looked for without --data-root: $TICKETBENCH_DATA, else ./data."""
-    return Path(os.environ.get(ENV_DATA_ROOT) or "data")
-
-
-def default_cache_dir() -> Path:
-    """Where derived files (decompressed idx files) go: $TICKETBENCH_CACHE or the XDG cache."""
-    if env := os.environ.get(ENV_CACHE):
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ticketbench"
 
 
 def _one_line(exc: BaseException) -> str:

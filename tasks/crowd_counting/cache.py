@@ -25,28 +25,12 @@ import h5py
 import numpy as np
 
 from bench.errors import BenchError
+from bench.paths import default_cache_dir, file_sha256
 from tasks.crowd_counting.data import Sample, image_shape, read_points
 from tasks.crowd_counting.density import DensitySpec, density_map
 
 FORMAT_VERSION = 1
 DATASET = "density"
-ENV_CACHE = "TICKETBENCH_CACHE"
-
-
-def default_cache_dir() -> Path:
-    """$TICKETBENCH_CACHE, else $XDG_CACHE_HOME/ticketbench or ~/.cache/ticketbench."""
-    if env := os.environ.get(ENV_CACHE):
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ticketbench"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cache_path(sample: Sample, cache_dir: Path | None = None) -> Path:

@@ -13,7 +13,6 @@ read as RGB.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,12 @@ from scipy.io import loadmat
 from scipy.io.matlab import MatReadError
 
 from bench.errors import BenchError
+from bench.paths import default_data_root
 
-ENV_DATA_ROOT = "TICKETBENCH_DATA"  # the suite's convention (see tasks/classification)
 DATASETS = {"shanghaitech-a": "A", "shanghaitech-b": "B"}
 SPLITS = ("train", "test")
 GT_DIRS = ("ground_truth", "ground-truth")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def default_data_root() -> Path:
-    """$TICKETBENCH_DATA, else ./data (the suite's convention)."""
-    return Path(os.environ.get(ENV_DATA_ROOT) or "data")
 
 
 def part_candidates(root: Path, part: str) -> list[Path]:

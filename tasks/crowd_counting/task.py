@@ -9,7 +9,6 @@ The registered adapter `CrowdCounting` ("crowd_counting") runs a TransferRun thr
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from bench.engine.distributed import barrier, dist_info
 from bench.engine.rundir import BEST_FILE
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
+from bench.paths import file_sha256
 from bench.results import make_record, write_record
 from bench.tickets import Ticket
 from bench.transfer import TASKS, TransferRun, TransferTask
@@ -111,14 +111,6 @@ def _cache_summary(entries: dict[str, list[CacheEntry]]) -> dict[str, Any]:
     }
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 # ---- one cell --------------------------------------------------------------------------------
 def run_cell(
     ticket: Ticket,
@@ -172,7 +164,7 @@ def run_cell(
             if k not in ("cache_dir", "cost_size", "latency_repeats")
         },
         "splits": split_digest(splits.as_dict()),
-        "init_from": _file_digest(Path(init_from)) if init_from else None,
+        "init_from": file_sha256(init_from, 16) if init_from else None,
     }
     plan = prepare_run(out_root, RUN_KIND, identity, hp, mode=mode)
     if plan.action == "skip":
