@@ -366,6 +366,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     for t in runs:
         print(f"== {t.name}", file=sys.stderr)
         recs, skipped = transfer_all(t, opts, tasks, progress=lambda m: print(m, file=sys.stderr))
+        if args.task != "all" and not recs:  # the one thing asked for cannot run
+            raise BenchError(skipped[0][2] if skipped else f"{args.task}: nothing to run")
         records += recs
     text, paths = report(records, skipped, args.out, fmt=args.format, plot=args.plot)
     print(text)

@@ -107,3 +107,23 @@ def test_transfer_bad_flags(argv, words, tmp_path, capsys):
     assert main([*base, *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
+
+
+def test_transfer_of_one_task_without_its_data_is_exit_2(tmp_path, capsys):
+    argv = [
+        "transfer",
+        "--ticket",
+        "resnet50-sge-stage-ean",
+        "--task",
+        "crowd_counting",
+        "--dataset",
+        "shanghaitech-b",
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("bench: error: shanghaitech-b:") and "part_B" in last
+    assert not (tmp_path / "records").exists()
