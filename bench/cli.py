@@ -157,8 +157,7 @@ def cmd_ticket_make(args: argparse.Namespace) -> None:
                 "searched tickets are written by `bench search`"
             )
         provenance = {"kind": "published", "citation": args.citation, "source": args.source}
-    sam_args = dict(kv.split("=", 1) for kv in args.sam_arg)
-    sam_args = {k: _literal(v) for k, v in sam_args.items()}
+    sam_args = _parse_options(args.sam_arg, flag="--sam-arg")
     name = args.name or f"{args.model}-{args.sharing}-{args.mask.split(':')[0]}"
     ticket = make_ticket(
         name, backbone, sam, mask, provenance, sam_args=sam_args, sharing=args.sharing
@@ -306,11 +305,11 @@ def import_task_adapters() -> None:
         importlib.import_module(mod)
 
 
-def _parse_options(items: Sequence[str]) -> dict:
+def _parse_options(items: Sequence[str], flag: str = "--opt") -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise BenchError(f"--opt {item!r}: expected KEY=VALUE")
+            raise BenchError(f"{flag} {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         out[k.replace("-", "_")] = _literal(v)
     return out

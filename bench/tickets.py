@@ -271,6 +271,12 @@ def validate(data: Any, *, source: str) -> Ticket:
         )
     if data["sam"] not in SAMS:
         raise fail("sam", f"unknown SAM {data['sam']!r} (known: {', '.join(SAMS.list())})")
+    from bench.models.sams import sam_defaults
+
+    unknown = sorted(set(data["sam_args"]) - set(sam_defaults(data["sam"])))
+    if unknown:
+        known = ", ".join(sam_defaults(data["sam"])) or "none"
+        raise fail("sam_args", f"{data['sam']} takes no argument {unknown[0]!r} (takes: {known})")
     if data["sharing"] not in SHARING_MODES:
         raise fail("sharing", f"expected one of {', '.join(SHARING_MODES)}")
     expected_slots = list(model_slots(data["backbone"]))

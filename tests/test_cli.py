@@ -59,8 +59,9 @@ def test_bad_mask_spec_is_exit_2(capsys):
     assert main(["ticket", "make", "resnet20-se", "--mask", "random:x"]) == 2
     assert main(["ticket", "make", "resnet20-se", "--mask", "10|1"]) == 2
     assert main(["ticket", "make", "resnet20", "--mask", "full"]) == 2
+    assert main(["ticket", "make", "resnet20-sge", "--mask", "full", "--sam-arg", "groups"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("bench: error:") for line in err)
+    assert len(err) == 4 and all(line.startswith("bench: error:") for line in err)
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,7 @@ def _set(key, value):
         ),  # fmt: skip
         (_set("stages", "111|000|111"), "stages", "disagrees with the mask"),
         (lambda d: d.pop("sharing"), "sharing", "missing"),
+        (_set("sam_args", {"groups": 4}), "sam_args", "se takes no argument 'groups'"),
     ],
 )
 def test_validation_names_the_field(tmp_path, capsys, change, field, words):
