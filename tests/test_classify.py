@@ -143,3 +143,25 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     (rec,) = _records(out)
     assert rec["result"]["extras"]["world_size"] == 2
     assert rec["result"]["value"] > 20
+
+
+def test_init_from_loads_weights_only_and_skips_a_foreign_head(tmp_path):
+    from bench.classify import load_init
+    from bench.errors import BenchError
+    from bench.models.slots import build_ticket_model
+
+    t = _ticket()
+    torch.manual_seed(0)
+    src = build_ticket_model(t, num_classes=100)
+    torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    dst = build_ticket_model(t, num_classes=10)
+    load_init(dst, tmp_path / "ckpt.pt")
+    mine, theirs = dst.state_dict(), src.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine if not k.startswith("fc."))
+    assert mine["fc.weight"].shape == (10, 64)
+    other = make_ticket("o", "resnet20", "se", [1] * 9, t.provenance)
+    with pytest.raises(BenchError, match="do not fit"):
+        load_init(build_ticket_model(other, num_classes=10), tmp_path / "ckpt.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError):
+        load_init(dst, tmp_path / "bad.pt")
