@@ -175,7 +175,10 @@ def draw_masks(tickets: Sequence[tuple[str, str]]) -> Figure:
     if not tickets:
         raise ValueError("no tickets to draw")
     width = max(len(s.replace("|", "")) + s.count("|") for _, s in tickets)
-    fig = Figure(figsize=(2.5 + 0.28 * width, 0.6 + 0.36 * len(tickets)), layout="constrained")
+    # Room for the longest label and the title, whatever the network's depth.
+    label = max(len(name) for name, _ in tickets)
+    fig_w = max(5.5, 0.8 + 0.065 * label + 0.28 * width)
+    fig = Figure(figsize=(fig_w, 0.8 + 0.36 * len(tickets)), layout="constrained")
     ax = fig.add_subplot()
     for row, (_, stages) in enumerate(tickets):
         y = len(tickets) - 1 - row
@@ -200,7 +203,7 @@ def draw_masks(tickets: Sequence[tuple[str, str]]) -> Figure:
     ax.set_aspect("equal")
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title("SAM connection schemes per stage (filled = SAM kept)", fontsize=9)
+    fig.suptitle("SAM connection schemes per stage (filled = SAM kept)", fontsize=9)
     return fig
 
 
