@@ -85,7 +85,8 @@ def describe_ticket(ticket: Ticket, costs: dict[str, Cost] | None = None) -> str
     """The full `bench ticket show` text."""
     lines = [
         f"{ticket.name}  [{ticket.model_name}, SAM sharing: per {ticket.sharing}]",
-        f"  checksum {ticket.checksum}   {provenance_line(ticket)}",
+        f"  checksum {ticket.checksum}",
+        f"  {provenance_line(ticket)}",
         f"  mask {ticket.stages}   kept {ticket.kept}/{ticket.total} "
         f"(density {ticket.density:.3f})   EAN codes {ticket.ean_codes()}",
         *draw_mask(ticket),
