@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.cliargs import add_sam_flags, parse_key_values
 from bench.errors import BenchError
 
 TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
@@ -157,7 +158,7 @@ def cmd_ticket_make(args: argparse.Namespace) -> None:
                 "searched tickets are written by `bench search`"
             )
         provenance = {"kind": "published", "citation": args.citation, "source": args.source}
-    sam_args = _parse_options(args.sam_arg, flag="--sam-arg")
+    sam_args = parse_key_values(args.sam_arg, "--sam-arg")
     name = args.name or f"{args.model}-{args.sharing}-{args.mask.split(':')[0]}"
     ticket = make_ticket(
         name, backbone, sam, mask, provenance, sam_args=sam_args, sharing=args.sharing
@@ -165,15 +166,6 @@ def cmd_ticket_make(args: argparse.Namespace) -> None:
     out = args.output or TICKET_DIR / f"{name}.json"
     ticket.save(out)
     print(f"wrote {out}  {ticket.stages}  {ticket.checksum}")
-
-
-def _literal(v: str) -> object:
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
 
 
 def _ticket_for(args: argparse.Namespace, seed: int):
@@ -305,16 +297,6 @@ def import_task_adapters() -> None:
         importlib.import_module(mod)
 
 
-def _parse_options(items: Sequence[str], flag: str = "--opt") -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise BenchError(f"{flag} {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k.replace("-", "_")] = _literal(v)
-    return out
-
-
 def cmd_transfer(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
@@ -344,7 +326,7 @@ def cmd_transfer(args: argparse.Namespace) -> None:
             if getattr(args, flag) is not None and cls.budget_unit == unit:
                 raise BenchError(f"{args.task} counts its training in {unit}: use --{unit}")
     options: dict[str, dict] = {}
-    for key, value in _parse_options(args.opt).items():
+    for key, value in parse_key_values(args.opt, "--opt").items():
         task, _, field = key.rpartition(".")
         if not task and args.task == "all":
             raise BenchError(f"--opt {key}: with --task all, name the task: TASK.{key}=...")
@@ -480,19 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="<backbone>-<sam>, e.g. resnet50-se")
     p.add_argument("--mask", required=True, help="full | none | random:D | bits | ean:codes")
-    p.add_argument(
-        "--sharing",
-        choices=["block", "stage"],
-        default="block",
-        help="one SAM per block, or one shared per stage (official EAN code)",
-    )
-    p.add_argument(
-        "--sam-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SAM constructor argument, e.g. groups=64",
-    )
+    add_sam_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of a random mask")
     p.add_argument("--name", default=None, help="ticket name (default from model and mask)")
     p.add_argument("--citation", default=None, help="for a published mask: the paper")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cliargs import add_sam_flags, parse_key_values
 from bench.engine.hparams import HParams, TrainHParams, add_hparam_args
 from bench.engine.rundir import MODES
 from bench.errors import BenchError
@@ -56,19 +57,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also write the ticket to PATH (e.g. tickets/NAME.json; NAME becomes its name)",
     )
-    parser.add_argument(
-        "--sharing",
-        choices=["block", "stage"],
-        default="block",
-        help="one SAM per block, or one shared per stage (official EAN code)",
-    )
-    parser.add_argument(
-        "--sam-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SAM constructor argument, e.g. groups=64",
-    )
+    add_sam_flags(parser)
     parser.add_argument(
         "--heldout",
         default=None,
@@ -98,23 +87,6 @@ def _given(args: argparse.Namespace, cls: type[HParams], prefix: str = "") -> di
     return out
 
 
-def _sam_args(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in items:
-        if "=" not in kv:
-            raise BenchError(f"--sam-arg {kv!r}: expected KEY=VALUE")
-        k, v = kv.split("=", 1)
-        for conv in (int, float):
-            try:
-                out[k] = conv(v)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k] = v
-    return out
-
-
 def cmd_search(args: argparse.Namespace) -> None:
     """Run one search per seed; print each ticket path and its run directory."""
     from bench.search.run import run_search
@@ -141,7 +113,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             save_ticket=args.save_ticket,
             mode=args.mode,
             sharing=args.sharing,
-            sam_args=_sam_args(args.sam_arg),
+            sam_args=parse_key_values(args.sam_arg, "--sam-arg"),
             heldout=args.heldout,
             search_overrides=search,
             supernet_overrides=_given(args, TrainHParams, SUPERNET_PREFIX),
