@@ -12,20 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import Subset
 
+from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_cell
 from bench.cost import measure_cost
-from bench.engine import TrainHParams, evaluate, prepare_run, train
+from bench.engine import TrainHParams, evaluate
 from bench.engine.checkpoint import load_checkpoint
-from bench.engine.distributed import dist_info
-from bench.engine.rundir import RESULT_FILE
+from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_json
-from bench.models.resnet import SlotResNet
 from bench.models.slots import build_ticket_model
-from bench.paths import file_sha256
+from bench.pretrained import SCRATCH, Init, check_ticket, load_state, state_dict_of
 from bench.results import make_record, write_record
-from bench.tickets import Ticket, baseline_mask, make_ticket
+from bench.tickets import Ticket
 
 TASK = "classification"
 HEAD = "linear"
@@ -50,54 +49,105 @@ class DataOptions:
     train_limit: int | None = None  # first N of a seeded shuffle of train (quick runs)
 
 
-def control_tickets(ticket: Ticket, seed: int) -> list[Ticket]:
-    """full, none and a random mask of the ticket's density, for the same network."""
-    out = []
-    for kind in ("full", "none", "random"):
-        density = ticket.density if kind == "random" else None
-        mask = baseline_mask(kind, ticket.total, density=density, seed=seed)
-        prov: dict[str, Any] = {"kind": "baseline", "baseline": kind, "seed": seed}
-        suffix = kind
-        if kind == "random":
-            prov["density"] = round(ticket.density, 6)
-            suffix = f"random{ticket.density:.2f}-s{seed}"
-        out.append(
-            make_ticket(
-                f"{ticket.model_name}-{ticket.sharing}-{suffix}",
-                ticket.backbone,
-                ticket.sam,
-                mask,
-                prov,
-                sam_args=ticket.sam_args,
-                sharing=ticket.sharing,
-            )
-        )
-    return out
-
-
-def load_init(model: SlotResNet, path: Path) -> None:
-    """Start from a checkpoint's weights (weights_only); a head of another size is skipped."""
-    ckpt = load_checkpoint(path)
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(state, dict):
-        raise BenchError(f"{path}: expected a state dict or a checkpoint with 'model'")
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    own = model.state_dict()
-    head = {k for k in state if k.startswith("fc.") and k in own and state[k].shape != own[k].shape}
-    state = {k: v for k, v in state.items() if k not in head}
-    missing = [k for k in own if k not in state and k not in head]
-    extra = [k for k in state if k not in own]
-    if missing or extra:
-        what = f"lacks {missing[0]}" if missing else f"has unexpected {extra[0]}"
-        raise BenchError(f"{path}: weights do not fit {model.config.name} (the file {what})")
-    model.load_state_dict({**own, **state}, strict=True)
-
-
 def _limit(dataset, n: int | None, seed: int):
     if n is None or n >= len(dataset):
         return dataset
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return Subset(dataset, sorted(order[:n].tolist()))
+
+
+class ClassificationCell(Cell):
+    """Top-1 on the test split of the weights selected on the held-out split."""
+
+    task = TASK
+    run_kind = "train"  # bench.pretrained finds pretraining runs by this kind
+    metric = "top1"
+    higher_is_better = True
+    select_split = "heldout"
+    head = HEAD
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        dataset: str,
+        hp: TrainHParams,
+        data: DataOptions = DataOptions(),
+        *,
+        preset: str | None = None,
+        progress: bool | None = None,
+        stop_after_epoch: int | None = None,
+    ) -> None:
+        from tasks.classification.datasets import load_splits
+
+        super().__init__(ticket, dataset, hp)
+        self.data, self.preset = data, preset
+        self.progress, self.stop_after_epoch = progress, stop_after_epoch
+        self.splits = load_splits(
+            dataset,
+            data.data_root,
+            heldout=data.heldout,
+            split_seed=data.split_seed,
+            image_size=data.image_size,
+        )
+        self.train_set = _limit(self.splits.train, data.train_limit, data.split_seed)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "heldout": self.splits.info["heldout_sha256"],
+            "image_size": self.data.image_size,
+            "train_limit": self.data.train_limit,
+        }
+
+    def cost_model(self, ticket: Ticket) -> nn.Module:
+        return build_ticket_model(ticket, num_classes=self.splits.num_classes)
+
+    def cost_spec(self) -> CostSpec:
+        return CostSpec((1, *self.splits.input_size))
+
+    def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
+        torch.manual_seed(self.seed)  # the model's initial weights are part of the seeded run
+        model = build_ticket_model(self.ticket, num_classes=self.splits.num_classes)
+        return engine_fit(
+            model,
+            model,
+            init,
+            self.ticket,
+            self.train_set,
+            {"heldout": self.splits.heldout},
+            self.hp,
+            plan,
+            device,
+            select_on="heldout",
+            progress=self.progress,
+            stop_after_epoch=self.stop_after_epoch,
+        )
+
+    def score(self, fitted: Fitted, device: str) -> Scored:
+        hp, out = self.hp, fitted.facts
+        test = evaluate(fitted.model, self.splits.test, device, hp.eval_batch_size,
+                        num_workers=hp.num_workers)  # fmt: skip
+        extras = {
+            "top5": test["top5"],
+            "test_loss": test["loss"],
+            "n_test": test["n"],
+            "heldout_top1": out["best"]["top1"],
+            "best_epoch": out["best"]["epoch"],
+            "final_heldout_top1": out["final"]["heldout"]["top1"],
+            "data_root": self.splits.info.get("root"),
+            "world_size": out["world_size"],
+        }
+        protocol = {
+            "preset": self.preset,
+            "epochs": hp.epochs,
+            "steps": out["steps"],
+            "batch_size": hp.batch_size,
+            "input_size": list(self.splits.input_size),
+            "eval_mode": "single crop, eval transforms",
+            "split": {k: v for k, v in self.splits.info.items() if k != "root"},
+            "train_size": len(self.train_set),
+            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+        }
+        return Scored(test["top1"], extras, protocol)
 
 
 def train_cell(
@@ -108,109 +158,16 @@ def train_cell(
     out_root: Path,
     data: DataOptions = DataOptions(),
     device: str = "cpu",
-    init_from: Path | None = None,
+    init: Init = SCRATCH,
     mode: str = "new",
     preset: str | None = None,
     progress: bool | None = None,
     stop_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Train and score one cell; returns its record (also written to <out>/records)."""
-    from tasks.classification.datasets import load_splits
-
-    splits = load_splits(
-        dataset,
-        data.data_root,
-        heldout=data.heldout,
-        split_seed=data.split_seed,
-        image_size=data.image_size,
-    )
-    train_set = _limit(splits.train, data.train_limit, data.split_seed)
-    identity = {
-        "task": TASK,
-        "dataset": dataset,
-        "model": ticket.model_name,
-        "ticket": ticket.checksum,
-        "heldout": splits.info["heldout_sha256"],
-        "image_size": data.image_size,
-        "train_limit": data.train_limit,
-        "init_from": file_sha256(init_from, 16) if init_from else None,
-    }
-    plan = prepare_run(out_root, "train", identity, hp, mode=mode)
-    info = dist_info()
-    if plan.action == "skip":
-        if info.is_main:
-            print(f"finished already: {plan.path} (use --mode cover to rerun)")
-        return read_json(plan.path / RESULT_FILE)
-    if info.is_main:
-        print(f"{'resuming' if plan.action == 'resume' else 'starting'} {ticket.name} on "
-              f"{dataset} (seed {hp.seed}): {plan.path}")  # fmt: skip
-
-    torch.manual_seed(hp.seed)  # the model's initial weights are part of the seeded run
-    model = build_ticket_model(ticket, num_classes=splits.num_classes)
-    if init_from is not None:
-        load_init(model, init_from)
-    out = train(
-        model,
-        train_set,
-        {"heldout": splits.heldout},
-        hp,
-        plan.path,
-        device,
-        select_on="heldout",
-        progress=progress,
-        stop_after_epoch=stop_after_epoch,
-    )
-    if not out["complete"]:
-        return {"status": "interrupted", "run_dir": str(plan.path), "epochs": out["epochs"]}
-
-    # Final numbers: the held-out-selected weights, scored once on the test split.
-    best = load_checkpoint(plan.path / "best.pt")
-    model.load_state_dict(best["model"])
-    test = evaluate(model, splits.test, device, hp.eval_batch_size, num_workers=hp.num_workers)
-    record = None
-    if info.is_main:
-        c, h, w = splits.input_size
-        cost = measure_cost(model.cpu(), (1, c, h, w), device=device)
-        record = make_record(
-            ticket=ticket,
-            task=TASK,
-            dataset=dataset,
-            eval_split="test",
-            select_split="heldout",
-            head=HEAD,
-            metric="top1",
-            value=test["top1"],
-            higher_is_better=True,
-            seed=hp.seed,
-            run_dir=plan.path,
-            extras={
-                "top5": test["top5"],
-                "test_loss": test["loss"],
-                "n_test": test["n"],
-                "heldout_top1": out["best"]["top1"],
-                "best_epoch": out["best"]["epoch"],
-                "final_heldout_top1": out["final"]["heldout"]["top1"],
-                "data_root": splits.info.get("root"),
-                "init_from": str(init_from) if init_from else None,
-                "world_size": out["world_size"],
-            },
-            cost=cost,
-            protocol={
-                "preset": preset,
-                "epochs": hp.epochs,
-                "steps": out["steps"],
-                "batch_size": hp.batch_size,
-                "input_size": list(splits.input_size),
-                "eval_mode": "single crop, eval transforms",
-                "split": {k: v for k, v in splits.info.items() if k != "root"},
-                "train_size": len(train_set),
-                "init": "checkpoint" if init_from else "scratch",
-                "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
-            },
-        )
-        write_record(out_root, record)
-        atomic_write_json(plan.path / RESULT_FILE, record)
-    return record or {}
+    cell = ClassificationCell(ticket, dataset, hp, data, preset=preset, progress=progress,
+                              stop_after_epoch=stop_after_epoch)  # fmt: skip
+    return run_cell(cell, out_root=out_root, device=device, mode=mode, init=init)
 
 
 def eval_checkpoint(
@@ -233,9 +190,9 @@ def eval_checkpoint(
     splits = load_splits(dataset, data.data_root, heldout=data.heldout,
                          split_seed=data.split_seed, image_size=data.image_size)  # fmt: skip
     model = build_ticket_model(ticket, num_classes=splits.num_classes)
-    load_init(model, checkpoint)
-    if model.fc.out_features != splits.num_classes:
-        raise BenchError(f"{checkpoint}: head has {model.fc.out_features} classes")
+    check_ticket(checkpoint, ticket)
+    state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
+    load_state(model, state, str(checkpoint), head=True)  # the head is scored: it must fit
     m = evaluate(model, getattr(splits, split), device, batch_size)
     c, h, w = splits.input_size
     record = make_record(
@@ -251,7 +208,8 @@ def eval_checkpoint(
         seed=seed,
         run_dir=checkpoint.parent,
         extras={"top5": m["top5"], "loss": m["loss"], "n": m["n"], "checkpoint": str(checkpoint)},
-        cost=measure_cost(model, (1, c, h, w), device=device),
+        # Parameters and FLOPs only: latency ratios come from side-by-side sessions (bench.cell).
+        cost=measure_cost(model, (1, c, h, w), device=device, latency=False),
         protocol={"eval_mode": "single crop, eval transforms", "split": splits.info},
     )
     write_record(out_root, record)

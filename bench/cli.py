@@ -204,16 +204,17 @@ def _data_options(args: argparse.Namespace):
     )
 
 
-def _controls(ticket, seed: int, spec: str | None) -> list:
-    from bench.classify import control_tickets
-
-    if not spec:
-        return []
-    wanted = [w.strip() for w in spec.split(",") if w.strip()]
-    bad = sorted(set(wanted) - {"full", "none", "random"})
-    if bad:
+def _control_kinds(spec: str | None) -> list[str]:
+    wanted = [w.strip() for w in (spec or "").split(",") if w.strip()]
+    if set(wanted) - {"full", "none", "random"}:
         raise BenchError(f"--controls {spec!r}: expected some of full, none, random")
-    return [t for t in control_tickets(ticket, seed) if t.provenance["baseline"] in wanted]
+    return [k for k in ("full", "none", "random") if k in wanted]
+
+
+def _controls(ticket, seed: int, spec: str | None) -> list:
+    from bench.tickets import control_tickets
+
+    return control_tickets(ticket, seed, _control_kinds(spec))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -229,8 +230,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.iters is not None:
         raise BenchError("bench train counts epochs: use --epochs, not --iters")
+    from bench.pretrained import SCRATCH, file_init
+
     preset = DEFAULT_PRESET.get(args.dataset, "short") if args.preset == "auto" else args.preset
     base = hparams_from_args(args, PRESETS.get(preset))
+    init = SCRATCH if args.init_from is None else file_init(args.init_from)
     init_distributed()
     records = []
     try:
@@ -248,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                         out_root=args.out,
                         data=_data_options(args),
                         device=args.device,
-                        init_from=args.init_from,
+                        init=init,
                         mode=args.mode,
                         preset=preset,
                     )
@@ -297,34 +301,31 @@ def import_task_adapters() -> None:
         importlib.import_module(mod)
 
 
-def cmd_transfer(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
-    from bench.classify import control_tickets
+def _transfer_tasks(args: argparse.Namespace):
+    """The registry of tasks this transfer runs (one task narrowed to --dataset, or all)."""
     from bench.registry import Registry
-    from bench.tickets import load_ticket
     from bench.transfer import TASKS
-    from bench.transfer_all import RunOptions, report, transfer_all
 
-    import_task_adapters()
-    ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
     if args.task == "all":
         if args.dataset:
             raise BenchError("--dataset picks one dataset of one task; drop it with --task all")
-        tasks = TASKS
-    else:
-        cls = TASKS.get(args.task)
-        if args.dataset:
-            if args.dataset not in cls.datasets:
-                raise BenchError(
-                    f"--dataset {args.dataset!r}: {args.task} knows {', '.join(cls.datasets)}"
-                )
-            cls = type(cls.__name__, (cls,), {"datasets": (args.dataset,)})
-        tasks = Registry("task")
-        tasks.register(args.task)(cls)
-        for flag, unit in (("epochs", "iters"), ("iters", "epochs")):
-            if getattr(args, flag) is not None and cls.budget_unit == unit:
-                raise BenchError(f"{args.task} counts its training in {unit}: use --{unit}")
+        return TASKS
+    cls = TASKS.get(args.task)
+    if args.dataset:
+        if args.dataset not in cls.datasets:
+            raise BenchError(
+                f"--dataset {args.dataset!r}: {args.task} knows {', '.join(cls.datasets)}"
+            )
+        cls = type(cls.__name__, (cls,), {"datasets": (args.dataset,)})
+    tasks = Registry("task")
+    tasks.register(args.task)(cls)
+    for flag, unit in (("epochs", "iters"), ("iters", "epochs")):
+        if getattr(args, flag) is not None and cls.budget_unit == unit:
+            raise BenchError(f"{args.task} counts its training in {unit}: use --{unit}")
+    return tasks
+
+
+def _transfer_options(args: argparse.Namespace) -> dict[str, dict]:
     options: dict[str, dict] = {}
     for key, value in parse_key_values(args.opt, "--opt").items():
         task, _, field = key.rpartition(".")
@@ -339,14 +340,84 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     ):
         if getattr(args, key, None) is not None:
             options.setdefault(task, {})[key] = getattr(args, key)
-    opts = replace(RunOptions.from_args(args), options=options)
-    runs = [ticket]
-    if not args.no_controls:  # every claim about a ticket is relative to full and none
-        runs += [t for t in control_tickets(ticket, 0)[:2] if t.checksum != ticket.checksum]
+    return options
+
+
+def _pretrained_source(args: argparse.Namespace, ticket) -> str:
+    """--pretrained auto: the dataset the ticket was searched on, ImageNet for ImageNet
+    backbones; otherwise the user must say."""
+    from bench.models.resnet import BACKBONES
+
+    if args.pretrained != "auto":
+        return args.pretrained
+    if args.init_from is not None:
+        return "file"
+    if ticket.provenance.get("kind") == "searched":
+        return ticket.provenance["dataset"]
+    if BACKBONES.get(ticket.backbone).stem == "imagenet":
+        return "imagenet"
+    raise BenchError(
+        f"{args.ticket}: say where the arms start: --pretrained DATASET (their `bench train` "
+        "runs) or --pretrained none (from scratch)"
+    )
+
+
+def _status(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def transfer_inits(args: argparse.Namespace, arms: list) -> tuple[dict, str]:
+    """{(checksum, seed): Init} of every arm, and the source they come from."""
+    from bench.classify import DEFAULT_PRESET
+    from bench.pretrained import arm_inits, file_init, train_command
+
+    ticket = arms[0][1]
+    source = _pretrained_source(args, ticket)
+    if source == "file":
+        if args.pretrained not in ("auto", "file"):
+            raise BenchError("--init-from and --pretrained both say where weights come from")
+        if len({t.checksum for _, t, _ in arms}) > 1:
+            raise BenchError(
+                f"--init-from {args.init_from}: one file would start arms with different masks "
+                f"({', '.join(a for a, _, _ in arms)}); use --pretrained, or --no-controls"
+            )
+        init = file_init(args.init_from)
+        return {(t.checksum, s): init for _, t, ss in arms for s in ss}, source
+    preset = args.pretrained_preset
+    if preset == "auto":
+        preset = DEFAULT_PRESET.get(source, "short")
+    kinds = list(dict.fromkeys(a for a, _, _ in arms if a != "ticket"))
+
+    def remedy() -> str:
+        extra = {"preset": preset, "out": args.out, "data_root": args.data_root}
+        return train_command(source, args.ticket, ticket.model_name, kinds, args.seeds, **extra)
+
+    inits = arm_inits(arms, pretrained=source, preset=preset, out_root=args.out, remedy=remedy)
+    return inits, source
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from bench.tickets import load_ticket, transfer_arms
+    from bench.transfer_all import RunOptions, report, transfer_all
+
+    import_task_adapters()
+    ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
+    tasks = _transfer_tasks(args)
+    kinds = [] if args.no_controls else _control_kinds(args.controls)
+    arms = transfer_arms(ticket, kinds, args.seeds)
+    inits, source = transfer_inits(args, arms)  # every arm's weights found before any trains
+    opts = replace(
+        RunOptions.from_args(args),
+        options=_transfer_options(args),
+        inits=inits,
+        pretrained=None if source in ("none", "file") else source,
+    )
     records, skipped = [], []
-    for t in runs:
-        print(f"== {t.name}", file=sys.stderr)
-        recs, skipped = transfer_all(t, opts, tasks, progress=lambda m: print(m, file=sys.stderr))
+    for arm, t, seeds in arms:
+        print(f"== {arm}: {t.name}", file=sys.stderr)
+        recs, skipped = transfer_all(t, replace(opts, seeds=seeds), tasks, progress=_status)
         if args.task != "all" and not recs:  # the one thing asked for cannot run
             raise BenchError(skipped[0][2] if skipped else f"{args.task}: nothing to run")
         records += recs
@@ -566,15 +637,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other task option, e.g. --opt crop=256",
     )
     p.add_argument(
+        "--pretrained",
+        default="auto",
+        metavar="DATASET",
+        help="each arm starts from its own `bench train` run on DATASET (same seed), e.g. "
+        "imagenet, cifar100, fashion-mnist; none: from scratch; auto: the dataset the ticket "
+        "was searched on (ImageNet for ImageNet backbones)",
+    )
+    p.add_argument(
+        "--pretrained-preset",
+        default="auto",
+        help="the training preset of those runs (auto: the dataset's paper protocol)",
+    )
+    p.add_argument(
         "--init-from",
         type=Path,
         default=None,
-        help="start the backbone from a classification checkpoint of the ticket",
+        help="one external checkpoint instead (e.g. torchvision ResNet weights); only for a "
+        "single arm (--no-controls)",
+    )
+    p.add_argument(
+        "--controls",
+        default="full,none",
+        metavar="LIST",
+        help="control arms beside the ticket: some of full, none, random (equal density)",
     )
     p.add_argument(
         "--no-controls",
         action="store_true",
-        help="run only the ticket, not its full and none controls",
+        help="run only the ticket, not its controls",
     )
     p.add_argument("--format", choices=["md", "csv", "latex"], default="md")
     p.add_argument("--plot", action="store_true", help="also draw the leaderboard plots")

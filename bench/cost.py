@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from bench.flops import flop_counter
 
 
 @dataclass(frozen=True)
 class Cost:
-    """Parameters split into backbone and SAMs; FLOPs as torch's flop counter reports them
-    (2 per multiply-add; papers' "GFLOPs" for ResNets are multiply-adds, i.e. gmacs)."""
+    """Parameters split into backbone and SAMs; FLOPs by `count_flops`' rules.
+
+    Convolutions and matmuls count 2 FLOPs per multiply-add, elementwise ops (a SAM's gate,
+    BN, ReLU) 1 FLOP per element (see bench.flops). `gmacs` is flops / 2e9: exact MACs for
+    the conv/matmul part, the nearest like-for-like unit for papers' ResNet "GFLOPs" (which
+    are multiply-adds); the elementwise part enters it at half weight.
+    """
 
     params_total: int
     params_sams: int
@@ -51,11 +55,15 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 @torch.no_grad()
 def count_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """Total FLOPs of one forward pass (convolutions and matmuls; elementwise ops such
-    as a SAM's gating multiply are not counted by torch's flop counter)."""
+    """FLOPs of one forward pass in eval mode: torch's flop counter with bench.flops' rules.
+
+    Conv/matmul: 2 per multiply-add (torch's own formulas); elementwise ops, reductions,
+    pooling, normalisation and softmax: the small per-element counts of bench.flops, so
+    parameter-free SAMs (SimAM, SGE) and gates cost what they compute rather than 0.
+    """
     was_training = model.training
     model.eval()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         model(x)
     model.train(was_training)
     return int(counter.get_total_flops())
@@ -68,33 +76,15 @@ def device_name(device: torch.device) -> str:
     return f"cpu {cpu} ({torch.get_num_threads()} threads)"
 
 
-@torch.inference_mode()
 def measure_latencies(
     models: dict[str, nn.Module], x: torch.Tensor, *, warmup: int = 5, repeats: int = 20
 ) -> dict[str, float]:
-    """Median forward time (ms) of each model, after warm-up.
+    """Median forward time (ms) of each model over exactly `repeats` interleaved rounds,
+    after warm-up: `bench.cost_table.measure_session` with no early stop."""
+    from bench.cost_table import measure_session  # it imports this module
 
-    The models are timed round-robin, one pass each per round, so that drifts in machine
-    load hit all of them alike and their ratios stay meaningful.
-    """
-    modes = {k: m.training for k, m in models.items()}
-    for m in models.values():
-        m.eval()
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        for m in models.values():
-            m(x)
-    sync()
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            t0 = time.perf_counter()
-            m(x)
-            sync()
-            times[k].append((time.perf_counter() - t0) * 1e3)
-    for k, m in models.items():
-        m.train(modes[k])
-    return {k: statistics.median(v) for k, v in times.items()}
+    t = measure_session(models, x, warmup=warmup, min_rounds=repeats, time_cap_s=0, progress=False)
+    return t.median_ms
 
 
 def measure_costs(
@@ -107,24 +97,11 @@ def measure_costs(
     repeats: int = 20,
 ) -> dict[str, Cost]:
     """Parameters, FLOPs at `input_shape` (N, C, H, W) and, optionally, latency, for
-    several models measured side by side."""
-    device = torch.device(device)
-    x = torch.randn(*input_shape, device=device)
-    models = {k: m.to(device) for k, m in models.items()}
-    ms = measure_latencies(models, x, warmup=warmup, repeats=repeats) if latency else {}
-    out = {}
-    for k, m in models.items():
-        total, sams = count_params(m)
-        out[k] = Cost(
-            params_total=total,
-            params_sams=sams,
-            params_backbone=total - sams,
-            flops=count_flops(m, x),
-            input_shape=tuple(input_shape),
-            latency_ms=ms.get(k),
-            latency_device=device_name(device) if latency else None,
-        )
-    return out
+    several models measured side by side (`repeats` interleaved rounds, no early stop)."""
+    from bench.cost_table import measure_models  # it imports this module
+
+    timing = {"warmup": warmup, "min_rounds": repeats, "time_cap_s": 0, "progress": False}
+    return measure_models(models, input_shape, device=device, latency=latency, **timing)[0]
 
 
 def measure_cost(model: nn.Module, input_shape: tuple[int, ...], **kwargs) -> Cost:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.cost import Cost, measure_costs
+from bench.cost import Cost
+from bench.cost_table import measure_models
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.slots import build_ticket_model, model_config
 from bench.tickets import Ticket
@@ -45,9 +46,13 @@ def ticket_costs(
     batch: int = 1,
     input_size: int | None = None,
     latency: bool = True,
-    repeats: int = 20,
+    repeats: int = 7,
+    tolerance: float = 0.02,
+    time_cap_s: float = 20.0,
 ) -> dict[str, Cost]:
-    """Cost of the plain backbone, the ticket and the full-SAM network, measured alike."""
+    """Cost of the plain backbone, the ticket and the full-SAM network, timed in one
+    interleaved session (bench.cost_table.measure_session): at least `repeats` rounds, then
+    until every median is known within `tolerance` or `time_cap_s` has passed."""
     config = model_config(ticket)
     ticket_net = build_ticket_model(ticket)
     size = input_size or ticket_net.spec.input_size
@@ -57,7 +62,9 @@ def ticket_costs(
         "ticket": ticket_net,
         "full": SlotResNet(config),
     }
-    return measure_costs(nets, shape, device=device, latency=latency, repeats=repeats)
+    timing = {"min_rounds": repeats, "tolerance": tolerance, "time_cap_s": time_cap_s}
+    costs, _ = measure_models(nets, shape, device=device, latency=latency, **timing)
+    return costs
 
 
 def _fmt_params(n: int) -> str:
@@ -78,6 +85,10 @@ def cost_table(costs: dict[str, Cost]) -> list[str]:
     if costs["full"].latency_ms and base.latency_ms:
         t, f = (100 * (costs[k].latency_ms / base.latency_ms - 1) for k in ("ticket", "full"))
         rows.append(f"  SAM latency overhead vs none: ticket {t:+.1f}%, full {f:+.1f}%")
+    flops = {k: costs[k].flops for k in ("ticket", "none", "full")}
+    if all(flops.values()):  # two decimals: a SAM's share of a ResNet's FLOPs is often < 1%
+        t, n = (100 * (1 - flops[k] / flops["full"]) for k in ("ticket", "none"))
+        rows.append(f"  GFLOPs saved vs full: ticket {t:.2f}%, none {n:.2f}%")
     return rows
 
 

@@ -22,8 +22,11 @@ which is (v - v_none) / (v_full - v_none) with the gain measured in the metric's
   shared seeds the noise cannot be judged, so the score is NaN too (a single seed cannot tell
   a gain from noise). When full is worse than none beyond noise there is no gain to share,
   and the score is NaN. Every NaN score carries its reason in `score_reason`.
-Cost saved vs full: 1 - cost_ticket / cost_full for parameters, GFLOPs and latency (means
-over the finished runs; latency only when both were measured on the same device).
+Cost saved vs full: 1 - cost_ticket / cost_full for parameters and GFLOPs; for latency
+1 - the latency ratio to the full network measured in one side-by-side session
+(bench.cost_table), never a ratio of timings taken apart. A network with fewer active SAMs
+that measured slower than one with more carries the session's flag (`latency_flag`),
+shown as a footnote.
 
 Rank: within a cell, tickets are ranked by mean metric in its direction (1 = best, ties share
 the average rank). A ticket's rank on a task is the mean of its cell ranks in that task;
@@ -88,7 +91,8 @@ RUN_COLUMNS = (
     *"seed status reason metric higher_is_better value".split(),
     # extra_<name> columns go here (the numeric extras of the task's records)
     *"params_total params_sams params_backbone gflops gmacs input_shape".split(),
-    *"latency_ms latency_device run_dir code_version timestamp record".split(),
+    *"latency_ms latency_device latency_ratio_full latency_flag".split(),
+    *"run_dir code_version timestamp record".split(),
 )
 SUMMARY_COLUMNS = (
     *CELL_KEYS,
@@ -97,7 +101,7 @@ SUMMARY_COLUMNS = (
     *"metric higher_is_better n n_failed seeds mean std min max rank".split(),
     *"score score_n score_seeds score_reason".split(),
     *"params_total params_sams gflops latency_ms latency_device".split(),
-    *"params_saved gflops_saved latency_saved".split(),
+    *"params_saved gflops_saved latency_saved latency_flag".split(),
     # extra_<name> columns (means over the finished seeds) go last
 )
 # rank_<task> columns follow these
@@ -181,6 +185,8 @@ def _run_row(out_root: Path, path: Path, rec: Mapping[str, Any]) -> dict[str, An
         "input_shape": "x".join(str(d) for d in shape) if shape else None,
         "latency_ms": cost.get("latency_ms"),
         "latency_device": cost.get("latency_device"),
+        "latency_ratio_full": cost.get("latency_ratio_full"),
+        "latency_flag": cost.get("latency_flag"),
         "run_dir": prov.get("run_dir"),
         "code_version": prov.get("code_version"),
         "timestamp": prov.get("timestamp"),
@@ -321,6 +327,8 @@ def _summary_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         # Latencies from different machines do not average into anything meaningful.
         "latency_ms": _mean(r["latency_ms"] for r in done) if len(devices) == 1 else None,
         "latency_device": devices.pop() if len(devices) == 1 else None,
+        "_latency_ratio": _mean(r["latency_ratio_full"] for r in done),
+        "latency_flag": next((r["latency_flag"] for r in done if r["latency_flag"]), None),
         "_values": {s: r["value"] for s, r in by_seed.items()},
     }
     extras = sorted({k for r in done for k in r if k.startswith("extra_")})
@@ -368,8 +376,9 @@ def _score_row(rows: Sequence[dict[str, Any]], row: dict[str, Any]) -> None:
     ref = full[0] if len(full) == 1 else None
     for key in ("params_total", "gflops"):
         row[key.split("_")[0] + "_saved"] = _saved(row[key], ref and ref[key])
-    same_device = ref is not None and ref["latency_device"] == row["latency_device"]
-    row["latency_saved"] = _saved(row["latency_ms"], ref["latency_ms"]) if same_device else None
+    # Only a ratio timed side by side with the full network (one session) says anything.
+    ratio = row["_latency_ratio"]
+    row["latency_saved"] = None if ratio is None else 1.0 - ratio
 
 
 def _rank_cells(rows: Sequence[dict[str, Any]]) -> None:
@@ -402,7 +411,7 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
     )
     for r in rows:
-        del r["_values"]
+        del r["_values"], r["_latency_ratio"]
     return rows
 
 
@@ -518,6 +527,11 @@ def _table_cells(
             if note not in notes:
                 notes.append(note)
             score = f"n/a [{notes.index(note) + 1}]"
+        latency = _pct(r["latency_saved"]).replace("%", pct)
+        if r["latency_flag"] and latency:
+            note = f"{r['task']}/{r['dataset']} ({r['head']}) {r['ticket']}: {r['latency_flag']}"
+            notes.append(note)
+            latency += f" [{len(notes)}]"
         cells = [r["task"], r["dataset"], r["head"]] + ([r["protocol_id"]] if show_protocol else [])
         cells += [
             r["ticket"],
@@ -529,7 +543,7 @@ def _table_cells(
             score,
             _pct(r["params_saved"]).replace("%", pct),
             _pct(r["gflops_saved"]).replace("%", pct),
-            _pct(r["latency_saved"]).replace("%", pct),
+            latency,
             "" if r["rank"] is None else f"{r['rank']:g}",
         ]
         body.append(cells)

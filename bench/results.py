@@ -69,6 +69,16 @@ def ticket_identity(ticket: Ticket) -> dict[str, Any]:
     }
 
 
+SESSION_COST_KEYS = (
+    "latency_ratio_full",
+    "latency_ratio_none",
+    "latency_ci_rel",
+    "latency_flag",
+    "threads",
+    "session",
+)
+
+
 def cost_fields(cost: Cost | Mapping[str, Any] | None) -> dict[str, Any]:
     if cost is None:
         return {}
@@ -82,6 +92,8 @@ def cost_fields(cost: Cost | Mapping[str, Any] | None) -> dict[str, Any]:
         "input_shape": list(c["input_shape"]) if c.get("input_shape") else None,
         "latency_ms": c.get("latency_ms"),
         "latency_device": c.get("latency_device"),
+        # From a side-by-side session (bench.cost_table): the ratios "latency saved" uses.
+        **{k: c[k] for k in SESSION_COST_KEYS if k in c},
     }
 
 

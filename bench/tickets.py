@@ -218,6 +218,46 @@ def make_ticket(
     return validate(ticket.to_dict(), source=name)
 
 
+def control_tickets(ticket: Ticket, seed: int, kinds: Sequence[str] = BASELINES) -> list[Ticket]:
+    """The ticket's controls of `kinds` (full, none, random of the ticket's density) for the
+    same network; the random mask is drawn with `seed`."""
+    out = []
+    for kind in kinds:
+        density = ticket.density if kind == "random" else None
+        mask = baseline_mask(kind, ticket.total, density=density, seed=seed)
+        prov: dict[str, Any] = {"kind": "baseline", "baseline": kind, "seed": seed}
+        suffix = kind
+        if kind == "random":
+            prov["density"] = round(ticket.density, 6)
+            suffix = f"random{ticket.density:.2f}-s{seed}"
+        out.append(
+            make_ticket(
+                f"{ticket.model_name}-{ticket.sharing}-{suffix}",
+                ticket.backbone,
+                ticket.sam,
+                mask,
+                prov,
+                sam_args=ticket.sam_args,
+                sharing=ticket.sharing,
+            )
+        )
+    return out
+
+
+def transfer_arms(
+    ticket: Ticket, kinds: Sequence[str], seeds: Sequence[int]
+) -> list[tuple[str, Ticket, tuple[int, ...]]]:
+    """(arm, ticket, seeds) of the ticket and its controls; a random control is per seed."""
+    arms = [("ticket", ticket, tuple(seeds))]
+    for kind in kinds:
+        per_seed = [(s,) for s in seeds] if kind == "random" else [tuple(seeds)]
+        for ss in per_seed:
+            (t,) = control_tickets(ticket, ss[0], (kind,))
+            if t.checksum != ticket.checksum:  # a control equal to the ticket is the ticket
+                arms.append((kind, t, ss))
+    return arms
+
+
 # ---- loading and validation --------------------------------------------------------------
 def load_ticket(path: str | Path) -> Ticket:
     """Read and validate a ticket file; any problem is one BenchError naming the field."""

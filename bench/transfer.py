@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench.pretrained import SCRATCH, Init
 from bench.registry import Registry
 from bench.tickets import Ticket
 
@@ -28,7 +29,7 @@ class TransferRun:
     device: str = "cpu"
     epochs: int | None = None
     iters: int | None = None
-    init_from: Path | None = None
+    init: Init = SCRATCH  # this arm's starting weights (bench.pretrained)
     mode: str = "new"  # new: skip finished, resume unfinished; cover: rerun
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.io import atomic_write_text
+from bench.pretrained import SCRATCH, Init
 from bench.registry import Registry
 from bench.results import make_record, write_record
 from bench.tickets import Ticket
@@ -41,8 +42,11 @@ class RunOptions:
     device: str = "cpu"
     epochs: int | None = None
     iters: int | None = None
-    init_from: Path | None = None
     mode: str = "new"
+    # Each arm's starting weights, {(ticket checksum, seed): Init} (bench.pretrained.arm_inits);
+    # an arm not in it starts from scratch. `pretrained` names their source dataset.
+    inits: dict[tuple[str, int], Init] = field(default_factory=dict)
+    pretrained: str | None = None
     # Task options keyed by task name ({"segmentation": {"decoder": "pspnet"}}): each task
     # sees only its own, since adapters refuse keys they do not know.
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -57,7 +61,6 @@ class RunOptions:
             device=args.device,
             epochs=args.epochs,
             iters=args.iters,
-            init_from=getattr(args, "init_from", None),
             mode=getattr(args, "mode", "new"),
         )
 
@@ -129,6 +132,8 @@ def transfer_all(
                 reason = task.missing(dataset, run_opts.data_root)
             except Exception as e:  # a broken data check is a reason to skip, not to stop
                 reason = f"data check failed: {_one_line(e)}"
+            if not reason and dataset == run_opts.pretrained:
+                reason = "the pretraining dataset itself: its `bench train` records are the result"
             if reason:
                 skipped.append((name, dataset, reason))
                 say(f"skip {name}/{dataset}: {reason}")
@@ -150,7 +155,7 @@ def transfer_all(
                     device=run_opts.device,
                     epochs=epochs,
                     iters=iters,
-                    init_from=run_opts.init_from,
+                    init=run_opts.inits.get((ticket.checksum, seed), SCRATCH),
                     mode=run_opts.mode,
                     options=dict(run_opts.options.get(name, {})),
                 )

@@ -13,7 +13,8 @@ only failed, on four benchmark cells:
       random: both seeds failed
 
 Costs per ticket (COSTS, LATENCY): params 300k / 280k / 290k, GFLOPs 0.08 / 0.078 / 0.0792,
-latency 4 / 3 / 3.4-3.6 ms, all on one device. Every extra metric is the value plus 5.
+latency 4 / 3 / 3.4-3.6 ms, all on one device, each seed's ratios as from one session.
+Every extra metric is the value plus 5.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def _record(
         "input_shape": (1, 3, 32, 32),
         "latency_ms": LATENCY[kind][seed] if kind in LATENCY and value is not None else None,
         "latency_device": DEVICE if kind in LATENCY and value is not None else None,
+        # As one side-by-side session (bench.cost_table) would report it.
+        "latency_ratio_full": (
+            LATENCY[kind][seed] / LATENCY["full"][seed]
+            if kind in LATENCY and value is not None
+            else None
+        ),
     }
     failed = value is None
     return make_record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.pretrained import SCRATCH, file_init
 from bench.tickets import Ticket, baseline_mask, make_ticket, model_slots
 from bench.transfer import TransferRun
 from tasks.segmentation.sample import write_cityscapes_sample
@@ -71,6 +72,6 @@ def tiny_run(
         out_root=out_root,
         data_root=data_root,
         iters=iters,
-        init_from=init_from,
+        init=SCRATCH if init_from is None else file_init(init_from),
         options=tiny_options(decoder, **over),
     )

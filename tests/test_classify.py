@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.classify import DataOptions, control_tickets, train_cell
+from bench.classify import DataOptions, train_cell
 from bench.cli import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
 from bench.io import read_jsonl
 from bench.leaderboard import protocol_id
-from bench.tickets import make_ticket
+from bench.tickets import control_tickets, make_ticket
 
 FAST = ["--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
         "--heldout", "100"]  # fmt: skip
@@ -66,7 +66,7 @@ def test_train_learns_and_writes_a_record(fmnist, tmp_path, capsys):
     assert str(run_dir) in capsys.readouterr().out
     # mode new skips the finished run; eval of best.pt reproduces the recorded number
     assert main(argv) == 0
-    assert "finished already" in capsys.readouterr().out
+    assert "finished already" in capsys.readouterr().err  # status lines go to stderr
     best = str(run_dir / "best.pt")
     argv = ["eval", "fashion-mnist", "resnet20-se", "--mask", "full", best, "--data-root",
             str(fmnist), "--heldout", "100", "--out", str(tmp_path / "ev")]  # fmt: skip
@@ -145,23 +145,27 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     assert rec["result"]["value"] > 20
 
 
-def test_init_from_loads_weights_only_and_skips_a_foreign_head(tmp_path):
-    from bench.classify import load_init
+def test_init_from_loads_the_backbone_strictly_and_keeps_the_head_fresh(tmp_path):
     from bench.errors import BenchError
     from bench.models.slots import build_ticket_model
+    from bench.pretrained import file_init, load_backbone
 
     t = _ticket()
     torch.manual_seed(0)
     src = build_ticket_model(t, num_classes=100)
     torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    torch.manual_seed(1)
     dst = build_ticket_model(t, num_classes=10)
-    load_init(dst, tmp_path / "ckpt.pt")
+    fresh_fc = dst.fc.weight.detach().clone()
+    report = load_backbone(dst, file_init(tmp_path / "ckpt.pt"), t)
     mine, theirs = dst.state_dict(), src.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in mine if not k.startswith("fc."))
-    assert mine["fc.weight"].shape == (10, 64)
+    assert torch.equal(dst.fc.weight, fresh_fc)  # the task head is not the source's
+    assert report.unexpected == ("fc.weight", "fc.bias") and not report.missing
+    assert len(report.loaded) == len([k for k in mine if not k.startswith("fc.")])
     other = make_ticket("o", "resnet20", "se", [1] * 9, t.provenance)
     with pytest.raises(BenchError, match="do not fit"):
-        load_init(build_ticket_model(other, num_classes=10), tmp_path / "ckpt.pt")
+        load_backbone(build_ticket_model(other, num_classes=10), file_init(tmp_path / "ckpt.pt"))
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BenchError):
-        load_init(dst, tmp_path / "bad.pt")
+        load_backbone(dst, file_init(tmp_path / "bad.pt"))

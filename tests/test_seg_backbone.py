@@ -114,7 +114,7 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
     other = build_ticket_model(baseline_ticket("resnet32", "none"), num_classes=10)
     path = tmp_path / "r32.pt"
     torch.save(other.state_dict(), path)
-    with pytest.raises(BenchError, match="tensors the ticket backbone lacks"):
+    with pytest.raises(BenchError, match="do not fit the backbone .the file has layer1.3"):
         load_backbone_weights(TicketResNet(baseline_ticket("resnet20", "none")), path)
 
 

@@ -22,6 +22,7 @@ from bench.engine.checkpoint import save_checkpoint
 from bench.engine.distributed import torchrun_command
 from bench.errors import BenchError
 from bench.models.slots import build_ticket_model
+from bench.paths import file_sha256
 from bench.results import iter_records
 from bench.transfer import TASKS
 from tasks.segmentation.data import TRAIN_CLASSES
@@ -172,7 +173,13 @@ def test_init_from_resume_and_skip(cityscapes_root: Path, tmp_path: Path) -> Non
     for k, v in second.weights.items():
         assert torch.equal(v, saved[f"backbone.{k}"]), k
     assert rec["result"]["extras"]["iters"] == 4
-    assert rec["protocol"]["init_from_checksum"].startswith("sha256:")
+    init_facts = rec["result"]["extras"]["init"]
+    assert init_facts["kind"] == "file" and init_facts["checksum"] == file_sha256(init, 16)
+    assert init_facts["keys"]["missing"] == [] and init_facts["keys"]["unexpected"] == [
+        "fc.weight",
+        "fc.bias",
+    ]
+    assert rec["protocol"]["init"] == {"kind": "file", "checksum": file_sha256(init, 16)}
     _check_record(rec, ticket, "pspnet")
 
     third = AtStart()

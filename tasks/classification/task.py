@@ -53,7 +53,7 @@ class Classification(TransferTask):
             out_root=run.out_root,
             data=data,
             device=run.device,
-            init_from=run.init_from,
+            init=run.init,
             mode=run.mode,
             preset=preset,
         )

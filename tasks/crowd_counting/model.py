@@ -11,13 +11,9 @@ weights and zero biases, CSRNet's initialisation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
-from bench.errors import BenchError
 from bench.models.resnet import BACKBONES, SlotResNet
 from bench.models.slots import build_ticket_model
 from bench.tickets import Ticket
@@ -67,39 +63,3 @@ class CrowdCounter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (feat,) = self.frontend.forward_features(x)
         return self.head(self.backend(feat))
-
-
-def load_init(model: CrowdCounter, path: Path) -> str:
-    """Initialise the front-end from a checkpoint of the same ticket network.
-
-    Accepts a classification checkpoint (or bare state dict) of the ticket network, whose
-    classifier (fc.*) is dropped, or a crowd counter's checkpoint (frontend.* keys, whose
-    back-end and head are loaded too). Returns which of the two it was. BenchError when the
-    weights do not fit (another backbone, SAM or mask).
-    """
-    obj = load_checkpoint(path)
-    state = obj["model"] if isinstance(obj.get("model"), dict) else obj
-    state = unwrap_state_dict({k: v for k, v in state.items() if k != "format"})
-    if any(k.startswith("frontend.") for k in state):
-        target: nn.Module = model
-        kind = "counter"
-    else:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        target = model.frontend
-        kind = "classification"
-    own = target.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or shape:
-        what = (
-            f"lacks {missing[0]}"
-            if missing
-            else f"has unexpected {extra[0]}"
-            if extra
-            else f"has {shape[0]} of another shape"
-        )
-        name = model.frontend.config.name
-        raise BenchError(f"{path}: weights do not fit the {name} ticket network (the file {what})")
-    target.load_state_dict(state, strict=True)
-    return kind

@@ -9,22 +9,19 @@ The registered adapter `CrowdCounting` ("crowd_counting") runs a TransferRun thr
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from bench.cost import measure_cost
-from bench.engine import prepare_run, train
-from bench.engine.checkpoint import load_checkpoint
+from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, say
+from bench.cell import run_cell as bench_run_cell
 from bench.engine.distributed import barrier, dist_info
-from bench.engine.rundir import BEST_FILE
+from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_json
-from bench.paths import file_sha256
-from bench.results import make_record, write_record
+from bench.pretrained import SCRATCH, Init
 from bench.tickets import Ticket
 from bench.transfer import TASKS, TransferRun, TransferTask
 from tasks.crowd_counting.cache import CacheEntry, cached_density
@@ -39,7 +36,7 @@ from tasks.crowd_counting.data import (
 from tasks.crowd_counting.dataset import Item, TrainCrops, WholeImages
 from tasks.crowd_counting.density import DensitySpec
 from tasks.crowd_counting.metrics import METRIC, MSE_ALIAS_NOTE, OBJECTIVE, evaluate_counts
-from tasks.crowd_counting.model import CrowdCounter, frontend_stride, load_init
+from tasks.crowd_counting.model import CrowdCounter, frontend_stride
 from tasks.crowd_counting.options import (
     ITERS_NOTE,
     PROTOCOLS,
@@ -112,139 +109,108 @@ def _cache_summary(entries: dict[str, list[CacheEntry]]) -> dict[str, Any]:
 
 
 # ---- one cell --------------------------------------------------------------------------------
-def run_cell(
-    ticket: Ticket,
-    dataset: str,
-    *,
-    out_root: Path,
-    data_root: Path | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    epochs: int | None = None,
-    iters: int | None = None,
-    init_from: Path | None = None,
-    mode: str = "new",
-    options: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    stop_after_epoch: int | None = None,
-) -> dict[str, Any]:
-    """Train and score one (ticket, dataset, seed) cell; returns its record (also written
-    under <out>/records/crowd_counting/<dataset>/). An interrupted run returns a status."""
-    if dataset not in DATASETS:
-        raise BenchError(
-            f"unknown crowd counting dataset {dataset!r} (known: {', '.join(DATASETS)})"
+class CrowdCell(Cell):
+    """MAE on the test split of the weights selected by validation MAE."""
+
+    task = TASK
+    run_kind = RUN_KIND
+    metric = METRIC
+    higher_is_better = False
+    select_split = "val"
+    head = HEAD
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        dataset: str,
+        *,
+        data_root: Path | None = None,
+        seed: int = 0,
+        epochs: int | None = None,
+        iters: int | None = None,
+        options: dict[str, Any] | None = None,
+        progress: bool | None = None,
+        stop_after_epoch: int | None = None,
+    ) -> None:
+        if dataset not in DATASETS:
+            raise BenchError(
+                f"unknown crowd counting dataset {dataset!r} (known: {', '.join(DATASETS)})"
+            )
+        part_dir = find_part(dataset, data_root)
+        self.protocol_name, hp, self.opts = resolve(options, part_dir)
+        self.splits = load_splits(dataset, data_root, self.opts)
+        self.spec = self.opts.density_spec(dataset)
+        stride = frontend_stride(ticket)
+        if self.opts.crop_size % stride:
+            raise BenchError(
+                f"crop_size {self.opts.crop_size}: expected a multiple of the output stride "
+                f"{stride}"
+            )
+        n_train = len(self.splits.train) * self.opts.crops_per_image
+        spe = steps_per_epoch(n_train, hp.batch_size, dist_info().world_size)
+        super().__init__(ticket, dataset, replace(apply_length(hp, epochs, iters, spe), seed=seed))
+        self.iters, self.progress, self.stop_after_epoch = iters, progress, stop_after_epoch
+        self.entries: dict[str, list[CacheEntry]] = {}
+
+    def identity(self) -> dict[str, Any]:
+        runtime = ("cache_dir", "cost_size", "latency_repeats")
+        return {
+            "head": HEAD,
+            "protocol": self.protocol_name,
+            "density": self.spec.as_dict(),
+            "data": {k: v for k, v in self.opts.to_dict().items() if k not in runtime},
+            "splits": split_digest(self.splits.as_dict()),
+        }
+
+    def cost_model(self, ticket: Ticket) -> nn.Module:
+        return CrowdCounter(ticket)
+
+    def cost_spec(self) -> CostSpec:
+        h, w = self.opts.cost_size
+        return CostSpec((1, 3, h, w), latency=self.opts.latency_repeats > 0)
+
+    def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
+        opts = self.opts
+        cache_dir = Path(opts.cache_dir) if opts.cache_dir else None
+        self.entries = entries = build_caches(self.splits, self.spec, cache_dir)
+        outside = sum(e.outside for es in entries.values() for e in es)
+        if outside and dist_info().is_main:
+            action = "clipped to the border" if self.spec.outside == "clip" else "left out"
+            say(f"note: {outside} annotated points lie outside their images ({action}; counted "
+                "in the ground truth and in the record)")  # fmt: skip
+        torch.manual_seed(self.seed)  # the model's initial weights are part of the seeded run
+        model = CrowdCounter(self.ticket)
+        stride = model.output_stride
+        crop = None if opts.crop_size == 0 else (opts.crop_size, opts.crop_size)
+        train_set = TrainCrops(
+            _items(self.splits.train, entries["train"]),
+            stride=stride,
+            crop=crop,
+            crops_per_image=opts.crops_per_image,
+            flip=opts.flip,
         )
-    if init_from is not None and not Path(init_from).is_file():
-        raise BenchError(f"--init-from {init_from}: file not found")
-    part_dir = find_part(dataset, data_root)
-    protocol, hp, opts = resolve(options, part_dir)
-    splits = load_splits(dataset, data_root, opts)
-    spec = opts.density_spec(dataset)
-    info = dist_info()
-    stride_probe = frontend_stride(ticket)
-    if opts.crop_size % stride_probe:
-        raise BenchError(
-            f"crop_size {opts.crop_size}: expected a multiple of the output stride {stride_probe}"
+        self.test_set = WholeImages(_items(self.splits.test, entries["test"]), stride=stride)
+        val_set = WholeImages(_items(self.splits.val, entries["val"]), stride=stride)
+        return engine_fit(
+            model,
+            model.frontend,
+            init,
+            self.ticket,
+            train_set,
+            {"val": val_set},
+            self.hp,
+            plan,
+            device,
+            select_on="val",
+            objective=OBJECTIVE,
+            progress=self.progress,
+            stop_after_epoch=self.stop_after_epoch,
         )
-    n_train = len(splits.train) * opts.crops_per_image
-    spe = steps_per_epoch(n_train, hp.batch_size, info.world_size)
-    hp = replace(apply_length(hp, epochs, iters, spe), seed=seed)
 
-    identity = {
-        "task": TASK,
-        "dataset": dataset,
-        "model": ticket.model_name,
-        "ticket": ticket.checksum,
-        "head": HEAD,
-        "protocol": protocol,
-        "density": spec.as_dict(),
-        "data": {
-            k: v
-            for k, v in opts.to_dict().items()
-            if k not in ("cache_dir", "cost_size", "latency_repeats")
-        },
-        "splits": split_digest(splits.as_dict()),
-        "init_from": file_sha256(init_from, 16) if init_from else None,
-    }
-    plan = prepare_run(out_root, RUN_KIND, identity, hp, mode=mode)
-    if plan.action == "skip":
-        if info.is_main:
-            print(f"finished already: {plan.path} (use --mode cover to rerun)")
-        record = read_json(plan.result_path)
-        if info.is_main:
-            write_record(out_root, record)  # the record may have been removed since
-        return record
-    if info.is_main:
-        verb = "resuming" if plan.action == "resume" else "starting"
-        print(f"{verb} {ticket.name} on {dataset} (seed {seed}, protocol {protocol}): {plan.path}")
-
-    cache_dir = Path(opts.cache_dir) if opts.cache_dir else None
-    entries = build_caches(splits, spec, cache_dir)
-    outside = sum(e.outside for es in entries.values() for e in es)
-    if outside and info.is_main:
-        action = "clipped to the border" if spec.outside == "clip" else "left out of the maps"
-        print(
-            f"note: {outside} annotated points lie outside their images ({action}; counted "
-            "in the ground truth and in the record)",
-            file=sys.stderr,
-        )
-    torch.manual_seed(hp.seed)  # the model's initial weights are part of the seeded run
-    model = CrowdCounter(ticket)
-    stride = model.output_stride
-    init_kind = load_init(model, Path(init_from)) if init_from is not None else None
-    crop = None if opts.crop_size == 0 else (opts.crop_size, opts.crop_size)
-    train_set = TrainCrops(
-        _items(splits.train, entries["train"]),
-        stride=stride,
-        crop=crop,
-        crops_per_image=opts.crops_per_image,
-        flip=opts.flip,
-    )
-    val_set = WholeImages(_items(splits.val, entries["val"]), stride=stride)
-    test_set = WholeImages(_items(splits.test, entries["test"]), stride=stride)
-
-    out = train(
-        model,
-        train_set,
-        {"val": val_set},
-        hp,
-        plan.path,
-        device,
-        select_on="val",
-        objective=OBJECTIVE,
-        progress=progress,
-        stop_after_epoch=stop_after_epoch,
-    )
-    if not out["complete"]:
-        return {"status": "interrupted", "run_dir": str(plan.path), "epochs": out["epochs"]}
-
-    # Final numbers: the validation-selected weights, scored once on the test split.
-    best = load_checkpoint(plan.path / BEST_FILE)
-    model.load_state_dict(best["model"])
-    test = evaluate_counts(model, test_set, device)
-    if not info.is_main:
-        return {}
-    h, w = opts.cost_size
-    cost = measure_cost(
-        model,
-        (1, 3, h, w),
-        device=device,
-        latency=opts.latency_repeats > 0,
-        repeats=max(opts.latency_repeats, 1),
-    )
-    record = make_record(
-        ticket=ticket,
-        task=TASK,
-        dataset=dataset,
-        eval_split="test",
-        select_split="val",
-        head=HEAD,
-        metric=METRIC,
-        value=test["mae"],
-        higher_is_better=False,
-        seed=seed,
-        run_dir=plan.path,
-        extras={
+    def score(self, fitted: Fitted, device: str) -> Scored:
+        test = evaluate_counts(fitted.model, self.test_set, device)
+        out = fitted.facts
+        extras = {
             "rmse": test["rmse"],
             "mse_alias_of_rmse": MSE_ALIAS_NOTE,
             "n_test": test["n"],
@@ -256,18 +222,23 @@ def run_cell(
             "final_val_mae": out["final"]["val"]["mae"],
             "final_train_loss": out["final_train"]["loss"],
             "first_train_loss": out["history"][0]["train"]["loss"],
-            "part_dir": str(splits.part_dir),
-            "density_maps_built": sum(e.built for es in entries.values() for e in es),
-        },
-        cost=cost,
-        protocol={
-            "protocol": protocol,
-            "protocol_note": PROTOCOLS.get(protocol).note,
+            "part_dir": str(self.splits.part_dir),
+            "density_maps_built": sum(e.built for es in self.entries.values() for e in es),
+            "world_size": out["world_size"],
+            "resumed_from_epoch": out["resumed_from"],
+        }
+        return Scored(test["mae"], extras, self._protocol(out, fitted.model.output_stride))
+
+    def _protocol(self, out: dict[str, Any], stride: int) -> dict[str, Any]:
+        hp, opts, spec = self.hp, self.opts, self.spec
+        return {
+            "protocol": self.protocol_name,
+            "protocol_note": PROTOCOLS.get(self.protocol_name).note,
             "epochs": hp.epochs,
             "steps": out["steps"],
             "steps_per_epoch": out["steps_per_epoch"],
-            "iters_requested": iters,
-            "iters_mapping": ITERS_NOTE if iters is not None else None,
+            "iters_requested": self.iters,
+            "iters_mapping": ITERS_NOTE if self.iters is not None else None,
             "batch_size": hp.batch_size,
             "loss": "per-image sum of squared errors of the stride-pooled density map",
             "eval_mode": "whole images, batch 1; count = sum of the predicted map",
@@ -286,23 +257,47 @@ def run_cell(
                 "split_seed": opts.split_seed,
             },
             "splits": {
-                "train": len(splits.train),
-                "val": len(splits.val),
-                "test": len(splits.test),
-                "digest": identity["splits"],
+                "train": len(self.splits.train),
+                "val": len(self.splits.val),
+                "test": len(self.splits.test),
+                "digest": split_digest(self.splits.as_dict()),
             },
-            "data": _cache_summary(entries),
-            "options": opts.to_dict(),
-            "init_from": str(init_from) if init_from else None,
-            "init_kind": init_kind,
-            "world_size": out["world_size"],
-            "resumed_from_epoch": out["resumed_from"],
-            "hparams": hp.to_dict(),
-        },
+            "data": _cache_summary(self.entries),
+            "options": {k: v for k, v in opts.to_dict().items() if k != "cache_dir"},
+            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+        }
+
+
+def run_cell(
+    ticket: Ticket,
+    dataset: str,
+    *,
+    out_root: Path,
+    data_root: Path | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    epochs: int | None = None,
+    iters: int | None = None,
+    init: Init = SCRATCH,
+    mode: str = "new",
+    options: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train and score one (ticket, dataset, seed) cell; returns its record (also written
+    under <out>/records/crowd_counting/<dataset>/). An interrupted run returns a status."""
+    cell = CrowdCell(
+        ticket,
+        dataset,
+        data_root=data_root,
+        seed=seed,
+        epochs=epochs,
+        iters=iters,
+        options=options,
+        progress=progress,
+        stop_after_epoch=stop_after_epoch,
     )
-    write_record(out_root, record)
-    atomic_write_json(plan.result_path, record)
-    return record
+    return bench_run_cell(cell, out_root=out_root, device=device, mode=mode, init=init)
 
 
 # ---- the registered adapter ------------------------------------------------------------------
@@ -334,7 +329,7 @@ class CrowdCounting(TransferTask):
             device=run.device,
             epochs=run.epochs,
             iters=run.iters,
-            init_from=run.init_from,
+            init=run.init,
             mode=run.mode,
             options=run.options,
         )

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
+from bench.engine.checkpoint import load_checkpoint
 from bench.errors import BenchError
 from bench.models.resnet import BACKBONES, SlotResNet
 from bench.models.slots import model_config
+from bench.pretrained import LoadReport, load_state, state_dict_of
 from bench.tickets import Ticket, load_ticket, validate
 from tasks.segmentation import compat
 
@@ -114,6 +115,7 @@ class TicketResNet(SlotResNet):
         self.ticket = t
         self.norm_eval = norm_eval
         self.init_from = None if init_from is None else str(init_from)
+        self.init_report: LoadReport | None = None  # set when init_weights loads init_from
         if contract_dilation:
             self._contract_dilation()
         norm = dict(norm_cfg or {"type": "BN"})
@@ -164,61 +166,28 @@ class TicketResNet(SlotResNet):
             load_backbone_weights(self, self.init_from)
 
 
-_HEAD_PREFIXES = ("fc.",)
-
-
 def _is_sam_key(key: str) -> bool:
     return key.startswith("shared_sams.") or ".sam." in key
 
 
-def _extract_state_dict(obj: Mapping[str, Any], path: str) -> dict[str, torch.Tensor]:
-    for key in ("model", "state_dict"):
-        if isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    sd = unwrap_state_dict({k: v for k, v in obj.items() if k != "format"})
-    # A whole mmseg segmentor checkpoint: keep its backbone.
-    if any(k.startswith("backbone.") for k in sd):
-        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise BenchError(f"checkpoint {path}: entry {bad[0]!r} is not a tensor")
-    return sd
+def load_backbone_weights(net: SlotResNet, path: str | Path) -> LoadReport:
+    """Load a checkpoint of the ticket network into `net` by parameter name
+    (bench.pretrained.load_state: strict, the classifier dropped).
 
-
-def load_backbone_weights(net: SlotResNet, path: str | Path) -> None:
-    """Load a checkpoint of the ticket network into `net` by parameter name.
-
-    Accepted: the suite's checkpoints ("model" key), bare state dicts, DDP/compile-wrapped
-    names and supernet checkpoints (SAMs at slots the ticket drops are skipped); the
-    classifier (fc.*) is dropped. Read with weights_only=True. BenchError when the file does
-    not fit (names the first missing key or the shape that differs).
+    Accepted: the suite's checkpoints ("model" key), bare state dicts, mmseg segmentors,
+    DDP/compile-wrapped names and supernet checkpoints (SAMs at slots the ticket drops are
+    skipped). Read with weights_only=True. BenchError when the file does not fit.
     """
     path = str(path)
-    sd = _extract_state_dict(load_checkpoint(path), path)
-    sd = {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES)}
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    if missing:
-        hint = ""
-        if missing[0].startswith("stem.") and "conv1.weight" in sd:
-            hint = " (the checkpoint has a 7x7 stem: build the backbone with deep_stem=False)"
-        elif missing[0] == "conv1.weight" and "stem.0.weight" in sd:
-            hint = " (the checkpoint has a deep stem: build the backbone with deep_stem=True)"
+    sd = state_dict_of(load_checkpoint(path), path)
+    if "conv1.weight" in sd and "stem.0.weight" in net.state_dict():
         raise BenchError(
-            f"checkpoint {path} lacks {len(missing)} tensors of the ticket backbone "
-            f"(first: {missing[0]}){hint}"
+            f"checkpoint {path} has a 7x7 stem: build the backbone with deep_stem=False"
         )
-    extra = [k for k in sd if k not in own and not _is_sam_key(k)]
-    if extra:
+    if "stem.0.weight" in sd and "conv1.weight" in net.state_dict():
         raise BenchError(
-            f"checkpoint {path} has {len(extra)} tensors the ticket backbone lacks "
-            f"(first: {extra[0]}): was it made for another network?"
+            f"checkpoint {path} has a deep stem: build the backbone with deep_stem=True"
         )
-    for k, v in own.items():
-        if sd[k].shape != v.shape:
-            raise BenchError(
-                f"checkpoint {path}: {k} has shape {tuple(sd[k].shape)}, the ticket backbone "
-                f"needs {tuple(v.shape)}"
-            )
-    net.load_state_dict({k: sd[k] for k in own}, strict=True)
+    report = load_state(net, sd, f"checkpoint {path}", drop=_is_sam_key)
+    net.init_report = report  # for the result record (read after the Runner built the net)
+    return report

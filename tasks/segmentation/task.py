@@ -12,7 +12,6 @@ nccl on CUDA) and mmengine's "pytorch" launcher finds it already initialised.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,13 +20,13 @@ from typing import Any, ClassVar, get_origin
 import torch
 from torch import nn
 
-from bench.cost import measure_cost
-from bench.engine.distributed import barrier, init_distributed, is_main_process
+from bench.cell import Cell, CostSpec, Fitted, Scored, run_cell
+from bench.engine.distributed import init_distributed
 from bench.engine.hparams import field_types
-from bench.engine.rundir import prepare_run
+from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_json
-from bench.results import make_record, write_record
+from bench.pretrained import SCRATCH, Init, check_ticket
+from bench.tickets import Ticket
 from bench.transfer import TASKS, TransferRun, TransferTask
 from tasks.segmentation.data import TRAIN_CLASSES, cityscapes_missing, find_root
 from tasks.segmentation.sample import sample_size
@@ -48,14 +47,6 @@ MMSEG_R50_D8_MIOU = {
     "pspnet": {"40k": 77.85, "80k": 78.55},
     "deeplabv3": {"40k": 79.09, "80k": 79.32},
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()[:16]
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -97,6 +88,8 @@ def hparams_for(run: TransferRun, data_root: Path | None = None) -> Any:
     size = None if data_root is None else sample_size(data_root)
     if size is not None:
         options = {"crop": size, "image_size": size, "num_workers": 0, **options}
+    if run.init.kind != "scratch":  # a classification network has the plain 7x7 stem
+        options = {"deep_stem": False, **options}
     if "seed" in options or "iters" in options:
         raise BenchError("segmentation options: set the seed with --seeds and iters with --iters")
     changes: dict[str, Any] = {"seed": run.seed}
@@ -125,6 +118,105 @@ def _record_value(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else round(float(v), 2)
 
 
+class SegCell(Cell):
+    """mIoU on Cityscapes val of the last iteration's model, as mmseg reports."""
+
+    task = TASK
+    run_kind = RUN_KIND
+    metric = "mIoU"
+    higher_is_better = True
+    eval_split = "val"
+    select_split = None
+
+    def __init__(self, run: TransferRun, hooks: Sequence[Any] = ()) -> None:
+        if run.epochs is not None:
+            raise BenchError("segmentation trains by iterations: use --iters, not --epochs")
+        data_root = DEFAULT_DATA_ROOT if run.data_root is None else Path(run.data_root)
+        if problem := cityscapes_missing(data_root):
+            raise BenchError(problem)
+        self.data_root = find_root(data_root).resolve()
+        super().__init__(run.ticket, run.dataset, hparams_for(run, self.data_root))
+        self.options, self.hooks, self.device = run.options, tuple(hooks), run.device
+        self.dist = init_distributed()  # before the run directory is planned (all ranks)
+
+    @property
+    def head(self) -> str:
+        hp = self.hp
+        sched = hp.schedule if not hp.iters else f"{hp.iters}it"
+        return f"{hp.decoder}_b{hp.batch_size}-{sched}-{hp.crop[0]}x{hp.crop[1]}"
+
+    def identity(self) -> dict[str, Any]:
+        return {}
+
+    def _config(self, ticket: Ticket, work_dir: Path, device: str, init: Init = SCRATCH) -> Any:
+        from tasks.segmentation.configs import segmentation_config
+
+        return segmentation_config(
+            ticket,
+            self.hp,
+            data_root=self.data_root,
+            work_dir=work_dir,
+            init_from=init.path,
+            device=device,
+            distributed=self.dist.enabled,
+        )
+
+    def cost_model(self, ticket: Ticket) -> nn.Module:
+        from mmseg.registry import MODELS
+
+        cfg = self._config(ticket, self.data_root, "cpu")  # the work dir is not used
+        return _Dense(MODELS.build(cfg.model))
+
+    def cost_spec(self) -> CostSpec:
+        on_cuda = torch.device(self.device).type == "cuda"
+        latency = bool(self.options.get("measure_latency", on_cuda))
+        return CostSpec((1, 3, *self.hp.crop), latency=latency)
+
+    def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
+        from tasks.segmentation.runner import has_checkpoint, run_runner
+
+        if init.path is not None:
+            check_ticket(init.path, self.ticket)
+        cfg = self._config(self.ticket, plan.path, device, init)
+        cfg.log_level = str(self.options.get("log_level", cfg.log_level))
+        runner, metrics = run_runner(
+            cfg, device=device, resume=has_checkpoint(plan.path), hooks=self.hooks
+        )
+        segmentor = runner.model.module if hasattr(runner.model, "module") else runner.model
+        facts = {"metrics": metrics, "iters": runner.iter}
+        facts["config"] = Path(runner.cfg.filename).stem
+        return Fitted(True, segmentor, segmentor.backbone.init_report, facts)
+
+    def score(self, fitted: Fitted, device: str) -> Scored:
+        hp, metrics = self.hp, fitted.facts["metrics"]
+        value = _record_value(metrics.get("mIoU"))
+        if value is None:
+            raise BenchError("validation gave no mIoU (empty val split?)")
+        extras = {
+            "aAcc": _record_value(metrics.get("aAcc")),
+            "mAcc": _record_value(metrics.get("mAcc")),
+            "per_class_iou": {c: _record_value(metrics.get(f"IoU.{c}")) for c in TRAIN_CLASSES},
+            "per_class_acc": {c: _record_value(metrics.get(f"Acc.{c}")) for c in TRAIN_CLASSES},
+            "iters": fitted.facts["iters"],
+            "config": fitted.facts["config"],
+        }
+        # The protocol names the benchmark cell: the same for a ticket, its controls and
+        # every seed (the leaderboard matches it), so no ticket name, seed or path here.
+        protocol: dict[str, Any] = {
+            "decoder": hp.decoder,
+            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+            "max_iters": hp.max_iters,
+            "world_size": self.dist.world_size,
+            "global_batch": hp.batch_size * self.dist.world_size,
+            "runner": "mmengine",
+        }
+        full_recipe = not hp.iters and tuple(hp.crop) == (512, 1024)
+        r50 = self.ticket.backbone == "resnet50"
+        if r50 and hp.decoder in MMSEG_R50_D8_MIOU and full_recipe:
+            protocol["mmseg_r50_d8_miou"] = MMSEG_R50_D8_MIOU[hp.decoder][hp.schedule]
+        return Scored(value, extras, protocol)
+
+
 @TASKS.register(TASK)
 class SegmentationTask(TransferTask):
     """Semantic segmentation on Cityscapes with an MMSegmentation decoder (mIoU, %)."""
@@ -145,112 +237,10 @@ class SegmentationTask(TransferTask):
         return cityscapes_missing(DEFAULT_DATA_ROOT if data_root is None else Path(data_root))
 
     def run(self, run: TransferRun) -> dict[str, Any]:
-        from tasks.segmentation.configs import segmentation_config
-        from tasks.segmentation.runner import has_checkpoint, run_runner
-
-        if run.epochs is not None:
-            raise BenchError("segmentation trains by iterations: use --iters, not --epochs")
-        data_root = DEFAULT_DATA_ROOT if run.data_root is None else Path(run.data_root)
-        problem = self.missing(run.dataset, data_root)
-        if problem:
-            raise BenchError(problem)
-        data_root = find_root(data_root)
-        hp = hparams_for(run, data_root)
-        init_from = None
-        if run.init_from is not None:
-            init_from = Path(run.init_from).resolve()
-            if not init_from.is_file():
-                raise BenchError(f"--init-from {run.init_from}: no such file")
-        info = init_distributed()
-        identity = {
-            "task": TASK,
-            "dataset": run.dataset,
-            "ticket": run.ticket.name,
-            "ticket_checksum": run.ticket.checksum,
-            "init_from": None if init_from is None else _sha256(init_from),
-        }
-        plan = prepare_run(run.out_root, RUN_KIND, identity, hp, mode=run.mode)
-        if plan.action == "skip":
-            record = read_json(plan.result_path)["record"]
-            if is_main_process():
-                write_record(run.out_root, record)
-            return record
-
-        cfg = segmentation_config(
-            run.ticket,
-            hp,
-            data_root=data_root.resolve(),
-            work_dir=plan.path,
-            init_from=init_from,
+        return run_cell(
+            SegCell(run, self.hooks),
+            out_root=run.out_root,
             device=run.device,
-            distributed=info.enabled,
+            mode=run.mode,
+            init=run.init,
         )
-        cfg.log_level = str(run.options.get("log_level", cfg.log_level))
-        runner, metrics = run_runner(
-            cfg, device=run.device, resume=has_checkpoint(plan.path), hooks=self.hooks
-        )
-        segmentor = runner.model.module if hasattr(runner.model, "module") else runner.model
-        crop = tuple(hp.crop)
-        name = Path(runner.cfg.filename).stem
-        record = None
-        if is_main_process():
-            measure_latency = bool(
-                run.options.get("measure_latency", torch.device(run.device).type == "cuda")
-            )
-            cost = measure_cost(
-                _Dense(segmentor),
-                (1, 3, *crop),
-                device=next(segmentor.parameters()).device,
-                latency=measure_latency,
-            )
-            sched = hp.schedule if not hp.iters else f"{hp.iters}it"
-            head = f"{hp.decoder}_b{hp.batch_size}-{sched}-{crop[0]}x{crop[1]}"
-            per_iou = {c: _record_value(metrics.get(f"IoU.{c}")) for c in TRAIN_CLASSES}
-            per_acc = {c: _record_value(metrics.get(f"Acc.{c}")) for c in TRAIN_CLASSES}
-            # The protocol names the benchmark cell: the same for a ticket, its controls and
-            # every seed (the leaderboard matches it), so no ticket name, seed or path here.
-            protocol: dict[str, Any] = {
-                "decoder": hp.decoder,
-                "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
-                "max_iters": hp.max_iters,
-                "world_size": info.world_size,
-                "global_batch": hp.batch_size * info.world_size,
-                "init_from_checksum": identity["init_from"],
-                "runner": "mmengine",
-            }
-            full_recipe = not hp.iters and tuple(hp.crop) == (512, 1024)
-            if run.ticket.backbone == "resnet50" and hp.decoder in MMSEG_R50_D8_MIOU:
-                if full_recipe:
-                    protocol["mmseg_r50_d8_miou"] = MMSEG_R50_D8_MIOU[hp.decoder][hp.schedule]
-            record = make_record(
-                ticket=run.ticket,
-                task=TASK,
-                dataset=run.dataset,
-                eval_split="val",
-                select_split=None,  # the last iteration's model, as mmseg reports
-                head=head,
-                metric=self.metric,
-                value=_record_value(metrics.get("mIoU")),
-                higher_is_better=self.higher_is_better,
-                seed=run.seed,
-                run_dir=plan.path,
-                extras={
-                    "aAcc": _record_value(metrics.get("aAcc")),
-                    "mAcc": _record_value(metrics.get("mAcc")),
-                    "per_class_iou": per_iou,
-                    "per_class_acc": per_acc,
-                    "iters": runner.iter,
-                    "config": name,
-                    "init_from": None if init_from is None else str(init_from),
-                },
-                cost=cost,
-                protocol=protocol,
-            )
-            if record["result"]["value"] is None:
-                raise BenchError(f"{plan.path}: validation gave no mIoU (empty val split?)")
-            atomic_write_json(plan.result_path, {"record": record, "metrics": metrics})
-            write_record(run.out_root, record)
-        barrier()
-        if record is None:  # other ranks: rank 0 wrote it
-            record = read_json(plan.result_path)["record"]
-        return record

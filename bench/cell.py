@@ -1,0 +1,235 @@
+"""The one run-and-score path of every task: a (ticket, task, dataset, seed) cell.
+
+plan the run (identity -> hashed directory) -> skip if finished, resume if killed ->
+start from the arm's weights and train -> select -> score once on the evaluation split ->
+look up costs (measured side by side with the full and none networks) -> write
+result.json, then the record.
+
+A task supplies a `Cell`: its identity, how it trains and selects (`fit`), how it scores
+(`score`) and the network whose cost it reports (`cost_model`). Status lines go to
+stderr; the record is what callers print.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from bench.engine.distributed import barrier, dist_info
+from bench.engine.hparams import HParams
+from bench.engine.rundir import RunPlan, prepare_run
+from bench.io import atomic_write_json, read_json
+from bench.pretrained import SCRATCH, Init, LoadReport
+from bench.results import make_record, write_record
+from bench.tickets import Ticket
+
+
+def say(msg: str) -> None:
+    """A status line (stderr: stdout carries results)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Fitted:
+    """What training left: the selected model (None when interrupted) and its facts."""
+
+    complete: bool
+    model: nn.Module | None = None
+    load: LoadReport | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The cell's number, the task's extras and the task's part of the protocol."""
+
+    value: float | None
+    extras: dict[str, Any]
+    protocol: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """How costs are measured: at which input, whether latency is timed, and how long."""
+
+    input_shape: tuple[int, ...]
+    latency: bool = True
+    tolerance: float = 0.02
+    time_cap_s: float = 20.0
+
+
+class Cell(ABC):
+    """What a task adapter supplies for one cell."""
+
+    task: ClassVar[str]
+    run_kind: ClassVar[str]  # run directories are <out>/<run_kind>_<hash>
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    eval_split: ClassVar[str] = "test"
+    select_split: ClassVar[str | None] = None
+
+    def __init__(self, ticket: Ticket, dataset: str, hp: HParams) -> None:
+        self.ticket, self.dataset, self.hp = ticket, dataset, hp
+
+    @property
+    def seed(self) -> int:
+        return int(self.hp.seed)
+
+    @property
+    @abstractmethod
+    def head(self) -> str:
+        """The task head's name (part of the record's setting)."""
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """The task's part of the run identity (data, split, options; not the hparams)."""
+
+    @abstractmethod
+    def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
+        """Build the model, start it from `init`, train (resuming), select."""
+
+    @abstractmethod
+    def score(self, fitted: Fitted, device: str) -> Scored:
+        """Score the selected model once on the evaluation split."""
+
+    @abstractmethod
+    def cost_model(self, ticket: Ticket) -> nn.Module:
+        """The task network of `ticket` as input -> output (for parameters, FLOPs, latency)."""
+
+    @abstractmethod
+    def cost_spec(self) -> CostSpec: ...
+
+
+def run_cell(
+    cell: Cell, *, out_root: Path, device: str = "cpu", mode: str = "new", init: Init = SCRATCH
+) -> dict[str, Any]:
+    """Run one cell to its record (also written under <out>/records); an interrupted run
+    returns {"status": "interrupted", ...}."""
+    identity = {
+        "task": cell.task,
+        "dataset": cell.dataset,
+        "model": cell.ticket.model_name,
+        "ticket": cell.ticket.checksum,
+        **cell.identity(),
+        "init": init.identity(),
+    }
+    plan = prepare_run(out_root, cell.run_kind, identity, cell.hp, mode=mode)
+    info = dist_info()
+    if plan.action == "skip":
+        record = read_json(plan.result_path)
+        if info.is_main:
+            say(f"finished already: {plan.path} (use --mode cover to rerun)")
+            write_record(out_root, record)  # the record may have been removed since
+        return record
+    if info.is_main:
+        verb = "resuming" if plan.action == "resume" else "starting"
+        say(f"{verb} {cell.ticket.name} on {cell.task}/{cell.dataset} (seed {cell.seed}, "
+            f"{init.describe()}): {plan.path}")  # fmt: skip
+    fitted = cell.fit(plan, init, device)
+    if not fitted.complete:
+        return {"status": "interrupted", "run_dir": str(plan.path), **fitted.facts}
+    scored = cell.score(fitted, device)
+    record = None
+    if info.is_main:
+        record = _record(cell, plan, init, fitted, scored, out_root, device)
+        atomic_write_json(plan.result_path, record)  # first: a rerun then skips and re-writes
+        write_record(out_root, record)
+    barrier()
+    return record if record is not None else read_json(plan.result_path)
+
+
+def engine_fit(
+    model: nn.Module,
+    backbone: nn.Module,
+    init: Init,
+    ticket: Ticket,
+    train_set: Dataset,
+    eval_sets: Mapping[str, Dataset],
+    hp: HParams,
+    plan: RunPlan,
+    device: str,
+    **train_kwargs: Any,
+) -> Fitted:
+    """`fit` for tasks trained by the suite's engine: start `backbone` (inside `model`) from
+    `init`, train with selection, and load the selected (best) weights."""
+    from bench.engine import train
+    from bench.engine.checkpoint import load_checkpoint
+    from bench.engine.rundir import BEST_FILE
+    from bench.pretrained import load_backbone
+
+    load = load_backbone(backbone, init, ticket)
+    out = train(model, train_set, eval_sets, hp, plan.path, device, **train_kwargs)
+    if not out["complete"]:
+        return Fitted(False, facts={"epochs": out["epochs"]})
+    model.load_state_dict(load_checkpoint(plan.path / BEST_FILE)["model"])
+    return Fitted(True, model, load, out)
+
+
+def arm_cost(cell: Cell, out_root: Path, device: str) -> dict[str, Any]:
+    """The cell network's cost, from the session that timed it beside its full and none
+    networks (bench.cost_table), with its latency ratios to those two."""
+    from bench.cost_table import Arch, session_costs
+    from bench.tickets import control_tickets
+
+    spec = cell.cost_spec()
+    kind = f"{cell.task}/{cell.head}"
+    full, none = control_tickets(cell.ticket, 0, ("full", "none"))
+    arms = {t.checksum: t for t in (cell.ticket, full, none)}
+    archs = [
+        Arch(f"{kind}:{c}", t.name, t.kept, lambda t=t: cell.cost_model(t)) for c, t in arms.items()
+    ]
+    entries = session_costs(
+        out_root,
+        kind,
+        archs,
+        spec.input_shape,
+        device=device,
+        latency=spec.latency,
+        tolerance=spec.tolerance,
+        time_cap_s=spec.time_cap_s,
+    )
+    mine = dict(entries[f"{kind}:{cell.ticket.checksum}"])
+    ratios = mine.get("latency_ratio") or {}
+    for name, ref in (("full", full), ("none", none)):
+        key = f"{kind}:{ref.checksum}"
+        same = ref.checksum == cell.ticket.checksum
+        mine[f"latency_ratio_{name}"] = 1.0 if same and spec.latency else ratios.get(key)
+    return mine
+
+
+def _record(
+    cell: Cell,
+    plan: RunPlan,
+    init: Init,
+    fitted: Fitted,
+    scored: Scored,
+    out_root: Path,
+    device: str,
+) -> dict[str, Any]:
+    init_facts = {"kind": init.kind, "path": None if init.path is None else str(init.path)}
+    init_facts |= {"checksum": init.checksum, "source": init.source or None}
+    if fitted.load is not None:
+        init_facts["keys"] = fitted.load.as_dict()
+    return make_record(
+        ticket=cell.ticket,
+        task=cell.task,
+        dataset=cell.dataset,
+        eval_split=cell.eval_split,
+        select_split=cell.select_split,
+        head=cell.head,
+        metric=cell.metric,
+        value=scored.value,
+        higher_is_better=cell.higher_is_better,
+        seed=cell.seed,
+        run_dir=plan.path,
+        extras={**scored.extras, "init": init_facts},
+        cost=arm_cost(cell, out_root, device),
+        protocol={**scored.protocol, "init": init.protocol()},
+    )
