@@ -405,12 +405,18 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     import_task_adapters()
     ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
     tasks = _transfer_tasks(args)
+    options = _transfer_options(args)
     kinds = [] if args.no_controls else _control_kinds(args.controls)
+    if args.task != "all":  # the one thing asked for cannot run: say so before anything else
+        task = tasks.get(args.task)()
+        reasons = [task.missing(d, args.data_root) for d in task.datasets]
+        if all(reasons):
+            raise BenchError(str(reasons[0]))
     arms = transfer_arms(ticket, kinds, args.seeds)
     inits, source = transfer_inits(args, arms)  # every arm's weights found before any trains
     opts = replace(
         RunOptions.from_args(args),
-        options=_transfer_options(args),
+        options=options,
         inits=inits,
         pretrained=None if source in ("none", "file") else source,
     )

@@ -56,6 +56,8 @@ def test_transfer_all_then_leaderboard(data_root, tmp_path, capsys, monkeypatch)
         "40",
         "--opt",
         "segmentation.decoder=fcn",
+        "--pretrained",
+        "none",
     ]
     assert main(argv) == 0
     captured = capsys.readouterr()
@@ -74,6 +76,8 @@ def test_transfer_all_then_leaderboard(data_root, tmp_path, capsys, monkeypatch)
     assert all(r["provenance"]["status"] == "finished" for r in records), [
         r["provenance"]["reason"] for r in records
     ]
+    # From scratch, and every record says so.
+    assert all(r["protocol"]["init"] == {"kind": "scratch"} for r in records)
     # Absent datasets are skipped, each with the line that says what was expected where.
     assert "shanghaitech-a" in captured.out and "cifar10" in captured.out
     assert "mIoU" in captured.out and "mae" in captured.out
