@@ -1,8 +1,10 @@
-"""Train a ticket (or a control) from scratch on a classification dataset, and score it.
+"""Train a ticket (or a control) on a classification dataset, and score it.
 
-One call = one (ticket, dataset, seed) cell: a hashed run directory (skip if finished,
-resume if not), training with the engine (model selection on the held-out split), one
-final evaluation of the selected weights on the test split, and the uniform record.
+One call = one (ticket, dataset, seed) cell of the run-and-score path (bench.cell): a
+hashed run directory (skip if finished, resume if not), training with the engine from
+scratch or from an Init (model selection on the held-out split), one final evaluation of
+the selected weights on the test split, and the uniform record. These runs are also the
+pretraining each transfer arm starts from (bench.pretrained).
 """
 
 from __future__ import annotations

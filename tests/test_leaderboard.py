@@ -258,6 +258,22 @@ def test_markdown_table(tree, tmp_path):
     assert text.count("**71.00") == 3 and "| failed | 0 (2 failed) |" in text
 
 
+def test_a_flagged_latency_inversion_is_footnoted(tree, tmp_path):
+    out = writable_copy(tree, tmp_path)
+    flag = "0 SAMs but 3.0% slower than r20-se-full (9 SAMs), within the 2% tolerance"
+    for _, rec in list(iter_records(out)):
+        if rec["setting"]["task"] == "crowd_counting" and rec["identity"]["baseline"] == "none":
+            rec["cost"]["latency_flag"] = flag
+            write_record(out, rec)
+    text, _ = leaderboard(out, fmt="md", task="crowd_counting")
+    none_row = next(line for line in text.splitlines() if "r20-se-none" in line)
+    assert "25.0% [1]" in none_row
+    assert f"[1] crowd_counting/shanghaitech_b (csrnet) r20-se-none: {flag}" in text
+    with open(out / "leaderboards" / "summary.csv", newline="") as f:
+        flagged = [r for r in csv.DictReader(f) if r["latency_flag"]]
+    assert [(r["task"], r["ticket"]) for r in flagged] == [("crowd_counting", "r20-se-none")]
+
+
 LATEX_CROWD_ROWS = [
     r"\begin{tabular}{lllllrlrrrrrrr}",
     r"\toprule",

@@ -58,7 +58,7 @@ class CrowdOptions(HParams):
         "", "density-map cache folder ('' = beside the annotations, or the user cache)"
     )
     cost_size: tuple[int, ...] = hparam((768, 1024), "H,W of the input the costs are measured at")
-    latency_repeats: int = hparam(20, "timed forward passes for the latency (0: no latency)")
+    latency_repeats: int = hparam(20, "0: no latency; else timed side by side to a tolerance")
 
     def validate(self) -> None:
         checks = [
