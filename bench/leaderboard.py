@@ -17,8 +17,11 @@ which is (v - v_none) / (v_full - v_none) with the gain measured in the metric's
   with the ticket's backbone, SAM and sharing. Exactly one of each must match.
 - Seeds: the means are taken over the seeds the ticket and both controls all finished
   (their intersection, listed in `score_seeds`), so every mean comes from the same seeds.
-- Seed noise: the full-vs-none gap is within seed noise when
-  |mean_full - mean_none| <= max(std_full, std_none) over those seeds. With fewer than 2
+- Seed noise: seed s of every arm starts from pretraining seed s and trains on the same
+  seeded stream, so the arms are compared pairwise by seed: the full-vs-none gap is within
+  seed noise when |mean_s(full_s - none_s)| <= std_s(full_s - none_s) over those seeds
+  (the paired form of "the gap is no larger than one seed's spread"; noise that moves all
+  arms of a seed alike, e.g. a lucky pretraining seed, cancels in the pairs). With fewer than 2
   shared seeds the noise cannot be judged, so the score is NaN too (a single seed cannot tell
   a gain from noise). When full is worse than none beyond noise there is no gain to share,
   and the score is NaN. Every NaN score carries its reason in `score_reason`.
@@ -229,8 +232,8 @@ def transfer_score(
     """Share of the full-SAM gain the ticket keeps, from per-seed values {seed: value}.
 
     Uses the seeds all three share; NaN with a reason when fewer than 2 are shared, when the
-    full-vs-none gap is within seed noise (|gap| <= max of their sample stds), or when full is
-    worse than none.
+    full-vs-none gap is within seed noise (|mean gap| <= the sample std of the per-seed gaps:
+    the arms of one seed are paired), or when full is worse than none.
     """
     seeds = tuple(sorted(set(ticket) & set(full) & set(none)))
     if not seeds:
@@ -243,12 +246,13 @@ def transfer_score(
     sign = 1.0 if higher_is_better else -1.0
     mean_t, mean_f, mean_n = statistics.fmean(t), statistics.fmean(f), statistics.fmean(n)
     gain = sign * (mean_f - mean_n)
-    noise = max(statistics.stdev(f), statistics.stdev(n))
+    noise = statistics.stdev(sign * (a - b) for a, b in zip(f, n))
     if abs(gain) <= noise:
         return Score(
             NAN,
             seeds,
-            f"full-vs-none gap {_g(abs(gain))} is within seed noise (max std {_g(noise)})",
+            f"full-vs-none gap {_g(abs(gain))} is within seed noise (std of the per-seed gaps "
+            f"{_g(noise)})",
         )
     if gain < 0:
         return Score(

@@ -132,9 +132,11 @@ def test_transfer_score_on_a_lower_is_better_metric(tree):
 
 def test_nan_rule_with_its_reasons(tree):
     seg = summary_row(tree, "cityscapes", "r20_se_ticket")
-    # full 70 72 (std 1.414), none 70.5 71.5: gap 0 <= 1.414
+    # full 70 72, none 70.5 71.5: per-seed gaps -0.5, 0.5 (std 0.7071): mean gap 0 <= 0.7071
     assert seg["score"] == "nan"
-    assert seg["score_reason"] == "full-vs-none gap 0 is within seed noise (max std 1.414)"
+    assert seg["score_reason"] == (
+        "full-vs-none gap 0 is within seed noise (std of the per-seed gaps 0.7071)"
+    )
     one_seed = summary_row(tree, "cifar100", "r20_se_ticket")
     assert one_seed["score"] == "nan" and one_seed["score_reason"] == (
         "1 shared seed (0): seed noise cannot be judged (needs 2 or more)"
@@ -148,14 +150,24 @@ def test_nan_rule_with_its_reasons(tree):
     )
     assert random["score_reason"] == "no finished run"
 
-    # boundary: |gap| == max std is noise; a larger gap is not (std of 0, 1, 2 is exactly 1)
+    # boundary: |gap| == std of the per-seed gaps is noise; a larger gap is not (the gaps
+    # 0, 1, 2 have a std of exactly 1)
     none = {0: 0.0, 1: 0.0, 2: 0.0}
     ticket = {0: 1.0, 1: 1.0, 2: 1.0}
     at_noise = transfer_score(ticket, {0: 0.0, 1: 1.0, 2: 2.0}, none, True)  # gap 1, std 1
     assert math.isnan(at_noise.value)
-    assert at_noise.reason == "full-vs-none gap 1 is within seed noise (max std 1)"
+    assert at_noise.reason == "full-vs-none gap 1 is within seed noise (std of the per-seed gaps 1)"
     beyond = transfer_score(ticket, {0: 0.5, 1: 1.5, 2: 2.5}, none, True)  # gap 1.5, std 1
     assert beyond.value == pytest.approx(1 / 1.5) and beyond.reason is None
+    # Pairing: a seed that lifts every arm alike is not noise between full and none.
+    lifted = {0: 0.0, 1: 10.0, 2: 20.0}
+    paired = transfer_score(
+        {s: v + 0.5 for s, v in lifted.items()},
+        {s: v + 1.0 for s, v in lifted.items()},
+        lifted,
+        True,
+    )
+    assert paired.value == pytest.approx(0.5) and paired.reason is None
     # means come from the seeds all three share only: seed 2's outlier is ignored
     shared = transfer_score({0: 5.0, 1: 7.0, 2: 100.0}, {0: 8.0, 1: 10.0}, {0: 0.0, 1: 2.0}, True)
     assert shared.seeds == (0, 1) and shared.value == pytest.approx((6 - 1) / (9 - 1))
