@@ -26,7 +26,7 @@ from bench.tickets import load_ticket, transfer_arms
 DATASET, MODEL, PRESET = "fashion-mnist", "resnet20-se", "short"
 SEEDS = (0, 1)  # two seeds: the fewest from which seed noise, and so a score, can be judged
 # Keeps the demo to minutes on 2 cores; recorded in every run's identity and protocol.
-TRAIN_LIMIT = 10_000
+TRAIN_LIMIT = 6_000
 TRANSFER_TASKS = ("crowd_counting", "segmentation")
 
 
