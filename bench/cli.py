@@ -7,10 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.cliargs import add_sam_flags, parse_key_values
+from bench.cliargs import (
+    TICKET_DIR,
+    add_sam_flags,
+    control_kinds,
+    parse_key_values,
+    resolve_ticket_paths,
+)
 from bench.errors import BenchError
-
-TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -50,19 +54,6 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iters", type=int, default=None, help="override the preset's iterations")
 
 
-def _resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
-    """Files as given; a bare name means tickets/NAME.json; no items means all shipped."""
-    if not items:
-        return sorted(TICKET_DIR.glob("*.json"))
-    out = []
-    for item in items:
-        p = Path(item)
-        if not p.exists() and not p.suffix and (TICKET_DIR / f"{item}.json").exists():
-            p = TICKET_DIR / f"{item}.json"
-        out.append(p)
-    return out
-
-
 # ---- commands ----------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> None:
     from bench.models.resnet import BACKBONES, list_model_names
@@ -94,7 +85,7 @@ def cmd_ticket_show(args: argparse.Namespace) -> None:
     from bench.describe import describe_ticket, ticket_costs
     from bench.tickets import load_ticket
 
-    paths = _resolve_ticket_paths(args.tickets)
+    paths = resolve_ticket_paths(args.tickets)
     tickets = [load_ticket(p) for p in paths]  # validate all before measuring any
     for i, ticket in enumerate(tickets):
         costs = None
@@ -113,7 +104,7 @@ def cmd_ticket_show(args: argparse.Namespace) -> None:
 def cmd_ticket_validate(args: argparse.Namespace) -> None:
     from bench.tickets import load_ticket
 
-    for path in _resolve_ticket_paths(args.tickets):
+    for path in resolve_ticket_paths(args.tickets):
         t = load_ticket(path)
         print(f"ok  {path}  {t.model_name}  {t.stages}  {t.checksum}")
 
@@ -177,7 +168,7 @@ def _ticket_for(args: argparse.Namespace, seed: int):
     if sam is None:
         raise BenchError(f"model {args.model!r}: name a SAM, e.g. {args.model}-se")
     if args.ticket is not None:
-        ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
+        ticket = load_ticket(resolve_ticket_paths([args.ticket])[0])
         if ticket.model_name != args.model:
             raise BenchError(f"{args.ticket}: ticket is for {ticket.model_name}, not {args.model}")
         return ticket
@@ -204,17 +195,10 @@ def _data_options(args: argparse.Namespace):
     )
 
 
-def _control_kinds(spec: str | None) -> list[str]:
-    wanted = [w.strip() for w in (spec or "").split(",") if w.strip()]
-    if set(wanted) - {"full", "none", "random"}:
-        raise BenchError(f"--controls {spec!r}: expected some of full, none, random")
-    return [k for k in ("full", "none", "random") if k in wanted]
-
-
 def _controls(ticket, seed: int, spec: str | None) -> list:
     from bench.tickets import control_tickets
 
-    return control_tickets(ticket, seed, _control_kinds(spec))
+    return control_tickets(ticket, seed, control_kinds(spec))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -287,150 +271,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
         f"{args.checkpoint} on {args.dataset}/{args.split}: top1 {rec['result']['value']:.2f}"
         f"{top5}  loss {x['loss']:.4f}  (n={x['n']})"
     )
-
-
-def import_task_adapters() -> None:
-    """Register every task adapter (explicit imports: no import-time surprises elsewhere)."""
-    import importlib
-
-    for mod in (
-        "tasks.classification.task",
-        "tasks.crowd_counting.task",
-        "tasks.segmentation.task",
-    ):
-        importlib.import_module(mod)
-
-
-def _transfer_tasks(args: argparse.Namespace):
-    """The registry of tasks this transfer runs (one task narrowed to --dataset, or all)."""
-    from bench.registry import Registry
-    from bench.transfer import TASKS
-
-    if args.task == "all":
-        if args.dataset:
-            raise BenchError("--dataset picks one dataset of one task; drop it with --task all")
-        return TASKS
-    cls = TASKS.get(args.task)
-    if args.dataset:
-        if args.dataset not in cls.datasets:
-            raise BenchError(
-                f"--dataset {args.dataset!r}: {args.task} knows {', '.join(cls.datasets)}"
-            )
-        cls = type(cls.__name__, (cls,), {"datasets": (args.dataset,)})
-    tasks = Registry("task")
-    tasks.register(args.task)(cls)
-    for flag, unit in (("epochs", "iters"), ("iters", "epochs")):
-        if getattr(args, flag) is not None and cls.budget_unit == unit:
-            raise BenchError(f"{args.task} counts its training in {unit}: use --{unit}")
-    return tasks
-
-
-def _transfer_options(args: argparse.Namespace) -> dict[str, dict]:
-    options: dict[str, dict] = {}
-    for key, value in parse_key_values(args.opt, "--opt").items():
-        task, _, field = key.rpartition(".")
-        if not task and args.task == "all":
-            raise BenchError(f"--opt {key}: with --task all, name the task: TASK.{key}=...")
-        options.setdefault(task or args.task, {})[field] = value
-    for task, key in (
-        ("segmentation", "decoder"),
-        ("classification", "heldout"),
-        ("classification", "train_limit"),
-        ("classification", "preset"),
-    ):
-        if getattr(args, key, None) is not None:
-            options.setdefault(task, {})[key] = getattr(args, key)
-    return options
-
-
-def _pretrained_source(args: argparse.Namespace, ticket) -> str:
-    """--pretrained auto: the dataset the ticket was searched on, ImageNet for ImageNet
-    backbones; otherwise the user must say."""
-    from bench.models.resnet import BACKBONES
-
-    if args.pretrained != "auto":
-        return args.pretrained
-    if args.init_from is not None:
-        return "file"
-    if ticket.provenance.get("kind") == "searched":
-        return ticket.provenance["dataset"]
-    if BACKBONES.get(ticket.backbone).stem == "imagenet":
-        return "imagenet"
-    raise BenchError(
-        f"{args.ticket}: say where the arms start: --pretrained DATASET (their `bench train` "
-        "runs) or --pretrained none (from scratch)"
-    )
-
-
-def _status(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def transfer_inits(args: argparse.Namespace, arms: list) -> tuple[dict, str]:
-    """{(checksum, seed): Init} of every arm, and the source they come from."""
-    from bench.classify import DEFAULT_PRESET
-    from bench.pretrained import arm_inits, file_init, train_command
-
-    ticket = arms[0][1]
-    source = _pretrained_source(args, ticket)
-    if source == "file":
-        if args.pretrained not in ("auto", "file"):
-            raise BenchError("--init-from and --pretrained both say where weights come from")
-        if len({t.checksum for _, t, _ in arms}) > 1:
-            raise BenchError(
-                f"--init-from {args.init_from}: one file would start arms with different masks "
-                f"({', '.join(a for a, _, _ in arms)}); use --pretrained, or --no-controls"
-            )
-        init = file_init(args.init_from)
-        return {(t.checksum, s): init for _, t, ss in arms for s in ss}, source
-    preset = args.pretrained_preset
-    if preset == "auto":
-        preset = DEFAULT_PRESET.get(source, "short")
-    kinds = list(dict.fromkeys(a for a, _, _ in arms if a != "ticket"))
-
-    def remedy() -> str:
-        extra = {"preset": preset, "out": args.out, "data_root": args.data_root}
-        return train_command(source, args.ticket, ticket.model_name, kinds, args.seeds, **extra)
-
-    inits = arm_inits(arms, pretrained=source, preset=preset, out_root=args.out, remedy=remedy)
-    return inits, source
-
-
-def cmd_transfer(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
-    from bench.tickets import load_ticket, transfer_arms
-    from bench.transfer_all import RunOptions, report, transfer_all
-
-    import_task_adapters()
-    ticket = load_ticket(_resolve_ticket_paths([args.ticket])[0])
-    tasks = _transfer_tasks(args)
-    options = _transfer_options(args)
-    kinds = [] if args.no_controls else _control_kinds(args.controls)
-    if args.task != "all":  # the one thing asked for cannot run: say so before anything else
-        task = tasks.get(args.task)()
-        reasons = [task.missing(d, args.data_root) for d in task.datasets]
-        if all(reasons):
-            raise BenchError(str(reasons[0]))
-    arms = transfer_arms(ticket, kinds, args.seeds)
-    inits, source = transfer_inits(args, arms)  # every arm's weights found before any trains
-    opts = replace(
-        RunOptions.from_args(args),
-        options=options,
-        inits=inits,
-        pretrained=None if source in ("none", "file") else source,
-    )
-    records, skipped = [], []
-    for arm, t, seeds in arms:
-        print(f"== {arm}: {t.name}", file=sys.stderr)
-        recs, skipped = transfer_all(t, replace(opts, seeds=seeds), tasks, progress=_status)
-        if args.task != "all" and not recs:  # the one thing asked for cannot run
-            raise BenchError(skipped[0][2] if skipped else f"{args.task}: nothing to run")
-        records += recs
-    text, paths = report(records, skipped, args.out, fmt=args.format, plot=args.plot)
-    print(text)
-    for p in paths:
-        print(f"wrote {p}", file=sys.stderr)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -609,75 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(p)
     p.set_defaults(func=cmd_search)
 
-    p = _parser(
-        sub,
-        "transfer",
-        "Plug a ticket into a task (classification, crowd_counting, segmentation, or all "
-        "whose data is present), train and score it beside its full and none controls, "
-        "write one result record per (ticket, task, dataset, seed) - failures kept as "
-        "failed records - and print the summary table with the transfer score.",
-        "bench transfer --ticket tickets/resnet50-sge-stage-ean.json --task crowd_counting "
-        "--dataset shanghaitech-a --data-root /data --seeds 0,1,2",
-    )
-    p.add_argument("--ticket", required=True, help="ticket file (or a name in tickets/)")
-    p.add_argument("--task", required=True, help="a registered task, or all")
-    p.add_argument("--dataset", default=None, help="one of the task's datasets (default: all)")
-    p.add_argument(
-        "--decoder",
-        default=None,
-        help="segmentation decoder: fcn | pspnet | deeplabv3 | deeplabv3plus",
-    )
-    p.add_argument("--heldout", default=None, help="classification: held-out split size")
-    p.add_argument(
-        "--train-limit",
-        type=int,
-        default=None,
-        help="classification: train on the first N of a seeded shuffle",
-    )
-    p.add_argument("--preset", default=None, help="classification: training preset")
-    p.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other task option, e.g. --opt crop=256",
-    )
-    p.add_argument(
-        "--pretrained",
-        default="auto",
-        metavar="DATASET",
-        help="each arm starts from its own `bench train` run on DATASET (same seed), e.g. "
-        "imagenet, cifar100, fashion-mnist; none: from scratch; auto: the dataset the ticket "
-        "was searched on (ImageNet for ImageNet backbones)",
-    )
-    p.add_argument(
-        "--pretrained-preset",
-        default="auto",
-        help="the training preset of those runs (auto: the dataset's paper protocol)",
-    )
-    p.add_argument(
-        "--init-from",
-        type=Path,
-        default=None,
-        help="one external checkpoint instead (e.g. torchvision ResNet weights); only for a "
-        "single arm (--no-controls)",
-    )
-    p.add_argument(
-        "--controls",
-        default="full,none",
-        metavar="LIST",
-        help="control arms beside the ticket: some of full, none, random (equal density)",
-    )
-    p.add_argument(
-        "--no-controls",
-        action="store_true",
-        help="run only the ticket, not its controls",
-    )
-    p.add_argument("--format", choices=["md", "csv", "latex"], default="md")
-    p.add_argument("--plot", action="store_true", help="also draw the leaderboard plots")
-    from bench.engine.rundir import add_mode_arg
+    from bench.transfer_cli import TRANSFER_EXAMPLE, TRANSFER_HELP, add_transfer_args, cmd_transfer
 
-    add_mode_arg(p)
+    p = _parser(sub, "transfer", TRANSFER_HELP, TRANSFER_EXAMPLE)
+    add_transfer_args(p)
     add_run_flags(p)
     p.set_defaults(func=cmd_transfer)
 

@@ -1,11 +1,15 @@
-"""Flag helpers shared by the `bench` commands (bench/cli.py and bench/search/cli.py)."""
+"""Flag helpers shared by the `bench` commands (bench/cli.py, bench/search/cli.py and
+bench/transfer_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.errors import BenchError
+
+TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
 
 
 def add_sam_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,3 +48,24 @@ def parse_key_values(items: Sequence[str], flag: str) -> dict:
         key, value = item.split("=", 1)
         out[key.replace("-", "_")] = literal(value)
     return out
+
+
+def resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
+    """Files as given; a bare name means tickets/NAME.json; no items means all shipped."""
+    if not items:
+        return sorted(TICKET_DIR.glob("*.json"))
+    out = []
+    for item in items:
+        p = Path(item)
+        if not p.exists() and not p.suffix and (TICKET_DIR / f"{item}.json").exists():
+            p = TICKET_DIR / f"{item}.json"
+        out.append(p)
+    return out
+
+
+def control_kinds(spec: str | None) -> list[str]:
+    """--controls "full,none" -> ["full", "none"], in canonical order."""
+    wanted = [w.strip() for w in (spec or "").split(",") if w.strip()]
+    if set(wanted) - {"full", "none", "random"}:
+        raise BenchError(f"--controls {spec!r}: expected some of full, none, random")
+    return [k for k in ("full", "none", "random") if k in wanted]

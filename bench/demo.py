@@ -52,11 +52,10 @@ def prepare_data(data: Path) -> Path:
 
 def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
     """Run the four steps; return the final report text (ending with the wall time)."""
-    from bench.cli import import_task_adapters
     from bench.pretrained import arm_inits
     from bench.registry import Registry
     from bench.search.run import run_search
-    from bench.transfer import TASKS
+    from bench.transfer import TASKS, load_adapters
     from bench.transfer_all import RunOptions, report, transfer_all
 
     t0 = time.perf_counter()
@@ -89,7 +88,7 @@ def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
     _say(records_table(trained))
 
     _say("== 3/4 transfer each arm from its own pretraining to every task with sample data")
-    import_task_adapters()
+    load_adapters()
     inits = arm_inits(arms, pretrained=DATASET, preset=PRESET, out_root=out, remedy=str)
     tasks = Registry("task")
     for name in TRANSFER_TASKS:

@@ -58,3 +58,15 @@ class TransferTask(ABC):
 
 
 TASKS: Registry[type[TransferTask]] = Registry("task")
+
+
+def load_adapters() -> None:
+    """Register every task adapter (explicit imports: no import-time surprises elsewhere)."""
+    import importlib
+
+    for mod in (
+        "tasks.classification.task",
+        "tasks.crowd_counting.task",
+        "tasks.segmentation.task",
+    ):
+        importlib.import_module(mod)
