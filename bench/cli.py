@@ -347,15 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
         tsub,
         "show",
         "Draw a ticket's mask per stage and measure its cost against the full-SAM and the "
-        "SAM-free network: parameters, GMACs (torch.utils.flop_counter) and median CPU/GPU "
-        "latency at the stated input size.",
+        "SAM-free network: parameters, GMACs (SAM operations included, bench/flops.py) and "
+        "median CPU/GPU latency at the stated input size, timed side by side.",
         "bench ticket show tickets/resnet50-sge-stage-ean.json --batch 1",
     )
     p.add_argument("tickets", nargs="*", help="ticket files or names in tickets/ (default: all)")
     p.add_argument("--device", default="cpu", help="where latency is measured")
     p.add_argument("--batch", type=int, default=1, help="batch size of the timed input")
     p.add_argument("--input-size", type=int, default=None, help="side (default: the model's)")
-    p.add_argument("--repeats", type=int, default=20, help="timed forward passes")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="least timed rounds; then until every median is within 2%% (20 s at most)",
+    )
     p.add_argument("--no-latency", action="store_true", help="skip timing")
     p.add_argument("--no-cost", action="store_true", help="only draw the mask")
     p.set_defaults(func=cmd_ticket_show)

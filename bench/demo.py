@@ -99,7 +99,7 @@ def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
         data_root=prepare_data(out / "data"),
         device=device,
         # The Runner prints its whole config and every iteration at INFO: keep the demo legible.
-        options={"segmentation": {"log_level": "WARNING"}},
+        options={"segmentation": {"log_level": "ERROR"}},
         inits=inits,
         pretrained=DATASET,
     )

@@ -106,6 +106,8 @@ def describe_ticket(ticket: Ticket, costs: dict[str, Cost] | None = None) -> str
         c = costs["ticket"]
         shape = "x".join(str(s) for s in c.input_shape or ())
         where = c.latency_device or "latency not measured"
-        lines.append(f"  cost at input {shape}, {where}; latency is the median of repeats")
+        lines.append(
+            f"  cost at input {shape}, {where}; latency: medians of one interleaved session"
+        )
         lines.extend(cost_table(costs))
     return "\n".join(lines)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ from mmengine.runner import Runner  # noqa: E402
 from tasks.segmentation import backbone as _backbone  # noqa: E402, F401
 from tasks.segmentation import metrics as _metrics  # noqa: E402, F401
 
+# mmseg 1.2.2 warns on every Runner about its own internals (the suite's configs build
+# losses through MODELS, keep mmseg's loss default and never draw): nothing a user can act on.
+_UPSTREAM_NOISE = (
+    r"``build_loss`` would be deprecated",
+    r"Default ``avg_non_ignore`` is False",
+    r"The draw is False",
+)
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer file in the work_dir
 _BUFFER_TAG = "__history_buffer__"
 
@@ -163,7 +171,9 @@ def run_runner(
     """
     cfg = cfg.copy()
     cfg.resume = bool(resume)
-    with mmengine_device(device):
+    with mmengine_device(device), warnings.catch_warnings():
+        for text in _UPSTREAM_NOISE:
+            warnings.filterwarnings("ignore", message=text, category=UserWarning)
         runner = Runner.from_cfg(cfg)
         capture = MetricsHook()
         runner.register_hook(PlainCheckpointHook())
