@@ -450,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.search.cli import SEARCH_EXAMPLE, SEARCH_HELP, add_search_args, cmd_search
 
     p = _parser(sub, "search", SEARCH_HELP, SEARCH_EXAMPLE)
+    add_run_flags(p)  # first: add_search_args makes --seeds default to the preset's seed
     add_search_args(p)
-    add_run_flags(p)
     p.set_defaults(func=cmd_search)
 
     from bench.transfer_cli import TRANSFER_EXAMPLE, TRANSFER_HELP, add_transfer_args, cmd_transfer

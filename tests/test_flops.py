@@ -98,7 +98,10 @@ def test_eca_flops_by_hand():
 
 
 def test_sge_flops_by_hand():
-    # Li et al. 2019: G = 64 groups of C/G = 2 channels; M = one value per group and position.
+    # Li et al. 2019, as the official EAN code (forward_config_share_sge_fbresnet.py lines
+    # 34-48): G = 64 groups of C/G = 2 channels; M = one value per group and position.
+    # t = t / (t.std() + 1e-5): the std (rule: 4 per input element, its root included) and one
+    # add of eps per group; no separate sqrt, as the earlier sqrt(var + eps) form had.
     g = 64
     M = N * g * HW
     expected = (
@@ -107,16 +110,15 @@ def test_sge_flops_by_hand():
         + E  # sum over the group's channels -> similarity map (N*G, 1, H, W)
         + M  # spatial mean of the similarity
         + M  # subtract it
-        + 4 * M  # variance over space (rule: 4 per input element)
-        + N * g  # + eps
-        + N * g  # sqrt -> std
-        + M  # divide by std
+        + 4 * M  # unbiased std over space (rule: 4 per input element)
+        + N * g  # std + eps
+        + M  # divide by it
         + M  # * weight
         + M  # + bias
         + M  # sigmoid
         + E  # x * gate
     )
-    assert sam_flops("sge") == expected == 147_712
+    assert sam_flops("sge") == expected == 147_584
 
 
 def test_simam_flops_by_hand():

@@ -79,7 +79,7 @@ def test_dia_forget_gate_unused_on_first_step() -> None:
     y1, y2 = m(x, s1), m(x, s1)
     with torch.no_grad():
         for f in (m.f_ih, m.f_hh):
-            f[2].weight[16:32].normal_()  # rows of the forget gate (order i, f, o, g)
+            f[2].weight[16:32].normal_()  # rows of the forget gate (order i, f, g, o)
             f[2].bias[16:32].normal_()
     s2: dict = {}
     z1, z2 = m(x, s2), m(x, s2)

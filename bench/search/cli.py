@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cliargs import add_sam_flags, parse_key_values
 from bench.engine.hparams import HParams, TrainHParams, add_hparam_args
@@ -21,7 +21,10 @@ from bench.errors import BenchError
 from bench.search.hparams import SEARCH_PRESETS, SearchHParams, SupernetHParams
 from bench.search.strategies import STRATEGIES
 
-__all__ = ["SEARCH_EXAMPLE", "SEARCH_HELP", "add_search_args", "cmd_search"]
+if TYPE_CHECKING:
+    from bench.search.run import SearchSetup
+
+__all__ = ["SEARCH_EXAMPLE", "SEARCH_HELP", "add_search_args", "cmd_search", "resolve_args"]
 
 SEARCH_HELP = (
     "Search a ticket: train the full-SAM supernet with a random mask per iteration on the "
@@ -47,8 +50,12 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=SEARCH_PRESETS.list(),
         default="short",
-        help="short: a few minutes on a 2-core CPU; ean: the paper's protocol (40-epoch "
-        "ImageNet supernet, 300 controller steps x 3 schemes on the whole held-out split)",
+        help="short: a few minutes on a 2-core CPU (per-block SAMs unless --sharing stage, "
+        "seed 0); ean: the paper's protocol (40-epoch ImageNet supernet, 300 controller steps x "
+        "3 schemes on the whole held-out split) in the official search space: one SAM shared "
+        "per stage, DIA reduction 20, SGE 64 groups, SE reduction 16 (hidden exactly C//16), "
+        "seed 666 unless --seeds is given; --sharing block or a contradicting --sam-arg is "
+        "refused; other SAMs (no official module) are shared per stage with their own defaults",
     )
     parser.add_argument(
         "--save-ticket",
@@ -58,6 +65,10 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
         help="also write the ticket to PATH (e.g. tickets/NAME.json; NAME becomes its name)",
     )
     add_sam_flags(parser)
+    # --sharing and --seeds (bench/cliargs.py; bench/cli.py's add_run_flags, added before this
+    # function) default to block and [0]; a search must tell "not given" from those values,
+    # as the preset decides then (ean: stage, 666). set_defaults retargets flags already added.
+    parser.set_defaults(sharing=None, seeds=None)
     parser.add_argument(
         "--heldout",
         default=None,
@@ -87,36 +98,56 @@ def _given(args: argparse.Namespace, cls: type[HParams], prefix: str = "") -> di
     return out
 
 
+def _resolve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments `resolve_search` and `run_search` share, from the flags (seed aside)."""
+    search = _given(args, SearchHParams)
+    # --budget is a SearchHParams field too; run_search also takes it by name.
+    budget = search.pop("budget", None)
+    return {
+        "preset": args.preset,
+        "budget": budget,
+        "epochs": getattr(args, "epochs", None),
+        "iters": getattr(args, "iters", None),
+        "sharing": getattr(args, "sharing", None),  # None: the preset's
+        "sam_args": parse_key_values(getattr(args, "sam_arg", []), "--sam-arg"),
+        "search_overrides": search,
+        "supernet_overrides": _given(args, TrainHParams, SUPERNET_PREFIX),
+        "sampler_overrides": _given(args, SupernetHParams, SUPERNET_PREFIX),
+    }
+
+
+def resolve_args(args: argparse.Namespace) -> list[SearchSetup]:
+    """The searches the flags ask for, one per seed, resolved without data or training.
+
+    No --seeds: the preset's seed (short 0, ean 666). A flag the preset's search space
+    refuses (e.g. --sharing block under --preset ean) is a one-line BenchError.
+    """
+    from bench.search.run import resolve_search
+
+    seeds = getattr(args, "seeds", None) or [None]
+    kwargs = _resolve_kwargs(args)
+    return [resolve_search(args.dataset, args.model, seed=s, **kwargs) for s in seeds]
+
+
 def cmd_search(args: argparse.Namespace) -> None:
     """Run one search per seed; print each ticket path and its run directory."""
     from bench.search.run import run_search
 
-    seeds = list(getattr(args, "seeds", [0]) or [0])
-    if args.save_ticket is not None and len(seeds) > 1:
+    setups = resolve_args(args)  # bad flags fail here, before any data or training
+    if args.save_ticket is not None and len(setups) > 1:
         raise BenchError("--save-ticket writes one file: give one seed (--seeds S)")
-    search = _given(args, SearchHParams)
-    # --budget is a SearchHParams field too; run_search also takes it by name.
-    budget = search.pop("budget", None)
-    for seed in seeds:
+    for setup in setups:
         ticket, run_dir = run_search(
             args.dataset,
             args.model,
             strategy=args.strategy,
-            preset=args.preset,
-            budget=budget,
-            seed=seed,
+            seed=setup.seed,
             out_root=getattr(args, "out", Path("runs")),
             data_root=getattr(args, "data_root", None),
             device=getattr(args, "device", "cpu"),
-            epochs=getattr(args, "epochs", None),
-            iters=getattr(args, "iters", None),
             save_ticket=args.save_ticket,
             mode=args.mode,
-            sharing=args.sharing,
-            sam_args=parse_key_values(args.sam_arg, "--sam-arg"),
             heldout=args.heldout,
-            search_overrides=search,
-            supernet_overrides=_given(args, TrainHParams, SUPERNET_PREFIX),
-            sampler_overrides=_given(args, SupernetHParams, SUPERNET_PREFIX),
+            **_resolve_kwargs(args),
         )
         print(f"ticket {ticket}  (run {run_dir})", file=sys.stdout)

@@ -15,17 +15,19 @@ off by default unless noted.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from bench.engine.hparams import HParams, TrainHParams, hparam
 from bench.errors import BenchError
 from bench.registry import Registry
 
 __all__ = [
+    "EAN_SPACE",
     "SEARCH_PRESETS",
     "SearchHParams",
     "SearchPreset",
+    "SearchSpace",
     "SupernetHParams",
     "resolve_preset",
 ]
@@ -167,13 +169,81 @@ class SearchHParams(HParams):
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """The SAM side of a preset's search space: what it fixes, what the flags may still set.
+
+    sharing: the SAM sharing of every search under the preset (None: `--sharing` decides,
+    default "block"); sam_args: per SAM, the module options the preset fixes (a flag may repeat
+    a value, not change it; options not listed stay free); origin: per SAM, where the fixed
+    values come from (named when a flag is refused).
+    """
+
+    sharing: Literal["block", "stage"] | None = None
+    sam_args: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    origin: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def resolve(
+        self, preset: str, sam: str, sharing: str | None, sam_args: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        """(sharing, sam_args) of a search of SAM `sam` given the flags (None: not given).
+
+        A flag that contradicts the space is a one-line BenchError naming the fixed value.
+        """
+        given = dict(sam_args or {})
+        if self.sharing is not None and sharing not in (None, self.sharing):
+            raise BenchError(
+                f"--preset {preset}: the official search space has one SAM per "
+                f"{self.sharing} (--sharing {self.sharing}); drop --sharing {sharing} or use "
+                "--preset short"
+            )
+        fixed = dict(self.sam_args.get(sam, {}))
+        for key, value in given.items():
+            if key in fixed and value != fixed[key]:
+                where = self.origin.get(sam, "the official code")
+                raise BenchError(
+                    f"--preset {preset}: {sam}'s official {key} is {fixed[key]!r} ({where}); "
+                    f"drop --sam-arg {key}={value} or use --preset short"
+                )
+        resolved = sharing if sharing is not None else (self.sharing or "block")
+        return resolved, {**given, **fixed}
+
+
+# The official EAN search space (gbup-group/EAN-efficient-attention-network): ONE SAM shared
+# by the connected blocks of each stage, with the official modules' options. Our factories'
+# option names: bench/models/sams.py.
+EAN_SPACE = SearchSpace(
+    sharing="stage",
+    sam_args={
+        # small_cell: Linear(C, C//20) -> ReLU -> Linear(C//20, 4C) for both maps.
+        "dia": {"reduction": 20},
+        "sge": {"groups": 64},
+        # Shared SE: 1x1 convs with bias, hidden C//16 exactly (timm's SEModule would round
+        # the hidden width to a multiple of 8 without rd_divisor=1).
+        "se": {"rd_ratio": 1 / 16, "rd_divisor": 1},
+    },
+    origin={
+        "dia": "one cell per stage, Linear(C, C//20), "
+        "search_imagent/imagenet_network/forward_config_dia_fbresnet.py",
+        "sge": "one SGE per stage, 64 groups, forward_config_share_sge_fbresnet.py",
+        "se": "one SE per stage, 1x1 convs C -> C//16 -> C with bias, "
+        "train_imagenet/imagenet_network/forward_config_share_se_fbresnet.py",
+    },
+)
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchPreset:
-    """Everything a named preset fixes for one dataset."""
+    """Everything a named preset fixes for one dataset.
+
+    space: the SAM sharing and options it fixes; seed: the search seed when none is given.
+    """
 
     name: str
     supernet: TrainHParams
     sampler: SupernetHParams
     search: SearchHParams
+    space: SearchSpace = SearchSpace()
+    seed: int = 0
 
 
 # A preset is a function of the dataset (ImageNet and CIFAR train their supernets differently).
@@ -202,6 +272,12 @@ def ean(dataset: str) -> SearchPreset:
     learning-rate phase of the CIFAR ResNet-164 protocol (81 epochs at lr 0.1), by analogy.
     Search: every held-out image (ImageNet: 100 per class), 300 steps x 3 schemes, evaluation
     batch 1000 (the official --batch-size), reward, controller, RND and PPO as official.
+    Seed 666 (the official run_code_search_*.py) unless --seeds is given.
+    Search space (`EAN_SPACE`): one SAM shared per stage (--sharing stage); the official
+    modules' options: DIA reduction 20, SGE 64 groups, SE reduction 16 with the hidden width
+    exactly C//16 (rd_ratio 1/16, rd_divisor 1). `--sharing block` or a --sam-arg that
+    contradicts these is refused. Other SAMs have no official module: they are searched
+    with the same stage sharing and their own defaults (our choice; --sam-arg is free for them).
     """
     common = dict(
         lr=0.1,
@@ -223,7 +299,7 @@ def ean(dataset: str) -> SearchPreset:
         eval_workers=8 if dataset == "imagenet" else 0,
         steps=300,
     )
-    return SearchPreset("ean", supernet, sampler, search)
+    return SearchPreset("ean", supernet, sampler, search, space=EAN_SPACE, seed=666)
 
 
 def resolve_preset(
@@ -252,4 +328,4 @@ def resolve_preset(
     if budget is not None:
         srch = srch.replace(budget=budget)
     samp = SupernetHParams.from_dict(sampler or {}, base=preset.sampler)
-    return SearchPreset(preset.name, sup, samp, srch)
+    return dataclasses.replace(preset, supernet=sup, sampler=samp, search=srch)

@@ -10,6 +10,7 @@ Both resume where they stopped; a finished search is skipped (its ticket is reus
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import time
@@ -37,11 +38,25 @@ from bench.search.reward import Reward, measure_slot_latency
 from bench.search.strategies import STRATEGIES, SearchContext
 from bench.search.strategies.base import derived_seed
 from bench.search.supernet import supernet_train_set, train_supernet
-from bench.search.ticket_out import PLOT_FILE, TICKET_FILE, copy_ticket, plot_search, write_ticket
+from bench.search.ticket_out import (
+    PLOT_FILE,
+    TICKET_FILE,
+    copy_ticket,
+    plot_search,
+    policy_preference,
+    write_ticket,
+)
 from bench.tickets import stage_sizes
 from tasks.classification.datasets import heldout_digest, load_splits
 
-__all__ = ["config_hash", "read_result", "recalibration_batches", "run_search"]
+__all__ = [
+    "SearchSetup",
+    "config_hash",
+    "read_result",
+    "recalibration_batches",
+    "resolve_search",
+    "run_search",
+]
 
 
 def config_hash(strategy: str, preset: SearchPreset) -> str:
@@ -83,6 +98,54 @@ def _device(device: str) -> torch.device:
     return dev
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchSetup:
+    """What one search runs, resolved from its arguments before any data or training."""
+
+    preset: SearchPreset  # the preset's three records with the overrides laid over them
+    config: ModelConfig  # the supernet's structure: backbone, SAM, sharing, SAM options
+    seed: int
+
+
+def resolve_search(
+    dataset: str,
+    model: str,
+    *,
+    preset: str = "short",
+    seed: int | None = None,
+    sharing: str | None = None,
+    sam_args: Mapping[str, Any] | None = None,
+    epochs: int | None = None,
+    iters: int | None = None,
+    budget: int | None = None,
+    search_overrides: Mapping[str, Any] | None = None,
+    supernet_overrides: Mapping[str, Any] | None = None,
+    sampler_overrides: Mapping[str, Any] | None = None,
+) -> SearchSetup:
+    """The preset, network and seed of a search; bad arguments are BenchErrors (nothing heavy).
+
+    sharing / seed None mean "not given": the preset's (`short`: block, 0; `ean`: stage, 666).
+    The preset's search space fixes the sharing and some SAM options (`ean`: the official
+    ones, see bench.search.hparams.EAN_SPACE); a conflicting flag is refused.
+    """
+    backbone, sam = parse_model_name(model)
+    if sam is None:
+        raise BenchError(f"model {model!r}: a search needs a SAM, e.g. {model}-se")
+    p = resolve_preset(
+        preset,
+        dataset,
+        epochs=epochs,
+        iters=iters,
+        budget=budget,
+        search=dict(search_overrides or {}),
+        supernet=dict(supernet_overrides or {}),
+        sampler=dict(sampler_overrides or {}),
+    )
+    share, args = p.space.resolve(preset, sam, sharing, sam_args)
+    config = ModelConfig(backbone, sam, args, share)  # type: ignore[arg-type]
+    return SearchSetup(p, config, p.seed if seed is None else int(seed))
+
+
 def _default_name(model: str, dataset: str, strategy: str, sharing: str, seed: int) -> str:
     share = "-stage" if sharing == "stage" else ""
     return f"{model}{share}-{dataset}-{strategy}-s{seed}"
@@ -95,7 +158,7 @@ def run_search(
     strategy: str = "reinforce",
     preset: str = "short",
     budget: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     out_root: str | Path = "runs",
     data_root: str | Path | None = None,
     device: str = "cpu",
@@ -103,7 +166,7 @@ def run_search(
     iters: int | None = None,
     save_ticket: str | Path | None = None,
     mode: str = "new",
-    sharing: str = "block",
+    sharing: str | None = None,
     sam_args: Mapping[str, Any] | None = None,
     heldout: int | str | None = None,
     split_seed: int = 0,
@@ -125,25 +188,31 @@ def run_search(
     candidate evaluations; the *_overrides dicts set any field of the preset's records by
     name. `mode` "cover" redoes the search (the supernet is reused; remove its directory to
     retrain it). The supernet's seed is the preset's, so every search seed shares it.
+    seed / sharing None: the preset's (see `resolve_search`, which checks every argument
+    against the preset's search space first).
     stop_after_steps stops the search like a kill after that many rounds (tests): the ticket
     is then None. Call it on every rank under torchrun; rank 0 writes.
     """
     strategy_cls = STRATEGIES.get(strategy)
-    backbone, sam = parse_model_name(model)
-    if sam is None:
-        raise BenchError(f"model {model!r}: a search needs a SAM, e.g. {model}-se")
     if save_ticket is not None and Path(save_ticket).suffix != ".json":
         raise BenchError(f"--save-ticket {save_ticket}: expected a .json path")
-    p = resolve_preset(
-        preset,
+    setup = resolve_search(
         dataset,
+        model,
+        preset=preset,
+        seed=seed,
+        sharing=sharing,
+        sam_args=sam_args,
         epochs=epochs,
         iters=iters,
         budget=budget,
-        search=dict(search_overrides or {}),
-        supernet=dict(supernet_overrides or {}),
-        sampler=dict(sampler_overrides or {}),
+        search_overrides=search_overrides,
+        supernet_overrides=supernet_overrides,
+        sampler_overrides=sampler_overrides,
     )
+    p, config, seed, sam = setup.preset, setup.config, setup.seed, setup.config.sam
+    sharing = config.sharing
+    assert sam is not None
     hp = p.search
     init_distributed()
     dev = _device(device)
@@ -154,7 +223,6 @@ def run_search(
     splits = load_splits(
         dataset, data_root, heldout=heldout, split_seed=split_seed, image_size=image_size
     )
-    config = ModelConfig(backbone, sam, dict(sam_args or {}), sharing)
     with torch.random.fork_rng(devices=[]):  # bad SAM options fail here, before training
         build_supernet(config, num_classes=splits.num_classes)
     sup = train_supernet(
@@ -266,6 +334,7 @@ def run_search(
     for label, bits in (("full", (1,) * len(slots)), ("none", (0,) * len(slots))):
         hit = evaluator.cache.get((mask_key(bits), scorer.size)) or scorer(bits, scorer.size)
         reference[label] = {"top1": hit.top1, "reward": reward(bits, hit.top1)}
+    preference = policy_preference(strat, evaluator, reward, ctx.stage_sizes)
     provenance = {
         "dataset": dataset,
         "split": {
@@ -294,6 +363,7 @@ def run_search(
         },
         "budget": {"evaluations": hp.budget, "spent": res.spent},
         "reference": reference,
+        **preference,
     }
     name = ticket_name or (
         Path(save_ticket).stem
@@ -322,6 +392,7 @@ def run_search(
                 "stages": ticket.stages,
                 "best": provenance["best"],
                 "reference": reference,
+                **preference,
                 "steps": res.steps,
                 "spent": res.spent,
                 "resumed_from": res.resumed_from,

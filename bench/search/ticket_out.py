@@ -12,9 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.models.resnet import ModelConfig
-from bench.tickets import Ticket, make_ticket
+from bench.search.evaluator import Evaluator, mask_key
+from bench.search.reward import Reward
+from bench.search.strategies.base import Strategy
+from bench.tickets import Ticket, make_ticket, mask_to_stages
 
-__all__ = ["TICKET_FILE", "PLOT_FILE", "copy_ticket", "plot_search", "write_ticket"]
+__all__ = [
+    "TICKET_FILE",
+    "PLOT_FILE",
+    "copy_ticket",
+    "plot_search",
+    "policy_preference",
+    "write_ticket",
+]
 
 TICKET_FILE = "ticket.json"
 PLOT_FILE = "search.png"
@@ -40,6 +50,37 @@ def write_ticket(
     )
     path = ticket.save(Path(run_dir) / TICKET_FILE)
     return ticket, path
+
+
+def policy_preference(
+    strategy: Strategy, evaluator: Evaluator, reward: Reward, stage_sizes: Sequence[int]
+) -> dict[str, Any]:
+    """Extra provenance: the strategy's own final preference, scored like the candidates.
+
+    {"policy_argmax": {mask, stages, density, top1, reward, sampled}} for a strategy with a
+    preferred mask (reinforce: the policy's per-slot argmax), else {}. top1 comes from the
+    evaluator's cache when the mask was sampled, else from its score function on the same
+    scoring set (not charged to the budget, as the full/none references are). The ticket
+    itself stays the best sampled mask. Call it on every rank (the scorer may all-reduce).
+    """
+    mask = strategy.preferred_mask()
+    if mask is None:
+        return {}
+    mask = tuple(int(b) for b in mask)
+    hit = evaluator.cache.get((mask_key(mask), evaluator.size))
+    sampled = hit is not None
+    if hit is None:
+        hit = evaluator.score_fn(mask, evaluator.size)
+    return {
+        "policy_argmax": {
+            "mask": mask_key(mask),
+            "stages": mask_to_stages(mask, tuple(stage_sizes)),
+            "density": sum(mask) / len(mask),
+            "top1": hit.top1,
+            "reward": reward(mask, hit.top1),
+            "sampled": sampled,
+        }
+    }
 
 
 def copy_ticket(src: Path, dest: str | Path) -> Path:

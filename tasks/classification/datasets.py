@@ -113,13 +113,24 @@ def _rank_keys(n: int, seed: int) -> np.ndarray:
 
 
 def heldout_indices(
-    targets: Sequence[int] | np.ndarray, rule: HeldoutRule, seed: int, *, clamp: bool = False
+    targets: Sequence[int] | np.ndarray,
+    rule: HeldoutRule,
+    seed: int,
+    *,
+    clamp: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Sorted indices of the held-out images of a training set with these labels.
 
-    `clamp` (used for the protocol defaults) caps the request at 10% of the set (of each
-    class for per-class rules, at least one image) so tiny datasets still keep training data;
-    an explicit request is honoured exactly or refused.
+    An explicit request (clamp False) is honoured exactly or refused: a per-class rule holds
+    out exactly `count` images of every class, and a class with `count` images or fewer (it
+    would keep no training image) is a one-line BenchError naming it (`classes[label]` when
+    given). `clamp` (the protocol defaults) keeps tiny datasets usable instead: a total
+    count is capped at 10% of the set; a per-class rule still holds out exactly `count` of
+    every class that keeps at least one training image (ImageNet: 100 of each class, as the
+    official EAN code, whatever the class's size: classes hold 732 to 1,300), and only a
+    class with `count` images or fewer holds out 10% of itself, at least one (load_splits
+    records that as `heldout_clamped`).
     """
     targets = np.asarray(targets, dtype=np.int64)
     n = len(targets)
@@ -135,15 +146,16 @@ def heldout_indices(
     # Group by class, lowest key first within each class; the first k of each group are held out.
     order = np.lexsort((keys, targets))
     grouped = targets[order]
-    classes, starts, counts = np.unique(grouped, return_index=True, return_counts=True)
-    want = np.full(len(classes), rule.count)
+    labels, starts, counts = np.unique(grouped, return_index=True, return_counts=True)
+    want = np.full(len(labels), rule.count)
     if clamp:
-        want = np.minimum(want, np.maximum(1, counts // 10))
+        want = np.where(counts <= rule.count, np.maximum(1, counts // 10), want)
     if rule.count and np.any(short := want >= counts):
-        c = int(classes[short][0])
+        c = int(labels[short][0])
+        name = repr(classes[c]) if classes is not None and 0 <= c < len(classes) else str(c)
         raise BenchError(
-            f"held-out size {int(want[short][0])}/class would leave class {c} with no training "
-            f"data (it has {int(counts[short][0])} images); pass a smaller held-out size"
+            f"held-out size {int(want[short][0])}/class would leave class {name} with no "
+            f"training data (it has {int(counts[short][0])} images); pass a smaller held-out size"
         )
     rank = np.arange(n) - np.repeat(starts, counts)
     return np.sort(order[rank < np.repeat(want, counts)])
@@ -591,7 +603,9 @@ def load_splits(
 
     targets = _targets(source.train)
     try:
-        held = heldout_indices(targets, rule, split_seed, clamp=heldout is None)
+        held = heldout_indices(
+            targets, rule, split_seed, clamp=heldout is None, classes=source.classes
+        )
     except BenchError as exc:
         raise BenchError(f"{name}: {exc}") from exc
     keep = np.setdiff1d(np.arange(len(targets)), held, assume_unique=True)

@@ -79,6 +79,11 @@ class Strategy(ABC):
         """Per-slot probability that the strategy keeps the slot now (for the plot)."""
         return None
 
+    def preferred_mask(self) -> Mask | None:
+        """The mask the strategy itself prefers now, if it has a model of one (reinforce: the
+        policy's argmax); recorded in the ticket's provenance beside the best sampled mask."""
+        return None
+
     def random_mask(self) -> Mask:
         """A uniformly random mask from the strategy's generator."""
         return tuple(int(b) for b in torch.randint(0, 2, (self.n,), generator=self.gen).tolist())

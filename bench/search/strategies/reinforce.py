@@ -1,29 +1,43 @@
 """REINFORCE over connection schemes, as the official EAN code does it, plus our extras.
 
-Official (gbup-group/EAN-efficient-attention-network, search_imagent/EAN_search.py), all on
-by default (`--preset ean`):
-  * policy: a constant zero input (size 20) -> Linear(20,50) -> ReLU -> Linear(50, 2N),
-    divided by the temperature 5; N independent two-way softmaxes, index 1 = slot on;
-  * 3 schemes per step, 300 steps; Adam lr 5e-2, constant (the official cosine schedule is
-    applied to the frozen supernet's optimizer, never to the controller's);
-  * RND bonus: a fixed random net Linear(N,32)-ReLU-Linear(32,32)-ReLU-Linear(32,4N) and a
-    learned Linear(N,32)-ReLU-Linear(32,4N); bonus = summed squared error over the step's
-    schemes, ONE number added to every reward of the step; the learned net is trained on it
-    (its own Adam, same lr);
-  * baseline: the first step's mean reward, then b = 0.95 b + 0.05 mean(step rewards),
-    updated BEFORE the advantages r - b are taken;
-  * loss = mean over schemes of -(sum over slots of log p) * advantage;
-  * PPO replay: every step's schemes, rewards and per-slot chosen-action probabilities go
-    to a buffer of the last 30 steps; from step 10 on, after the REINFORCE update, one
-    buffer entry (drawn uniformly, this step's included) gives a second update with loss
-    0.1 * -min(S1, S2), S1 = sum(ratio * log p * adv) / schemes, S2 the same with the ratio
-    clipped to [0.9, 1.1], ratio = p_now / p_then per slot (detached), adv = its rewards
-    minus the current baseline.
-Ours (not in the official code), off by default:
+Official: gbup-group/EAN-efficient-attention-network, search_imagent/EAN_search.py (commit
+6ae62311; "L<n>" below are its line numbers), run with --validate_size 2 as its
+run_code_search_*.py scripts do. All on by default (`--preset ean`); one controller step t:
+  * policy (L188-223, L577): a constant zero input z (size 20) -> Linear(20,50) -> ReLU ->
+    Linear(50, 2N), divided by the temperature T = 5 (L217; the tanh branch at L220 is dead:
+    `mode` is True, never 'train'); slot i's two-way softmax is over columns 2i, 2i+1 (L242),
+    index 1 = slot on (get_reward counts '0' bits as sparse, L322);
+  * B = 1 + validate_size = 3 schemes a_b per step, each slot drawn independently (L241-256,
+    L374-377); rewards R_b = top1 + 2 * fraction off - 54 (L324-325); 300 steps (L81);
+  * replay buffer (L114-143, L367): (a, R BEFORE the bonus, p_then = exp(log p(a)) per slot,
+    t) is appended at L416, ahead of the bonus; over 30 entries the oldest is dropped;
+  * RND bonus (L146-186, L419-422): a fixed net Linear(N,32)-ReLU-Linear(32,32)-ReLU-
+    Linear(32,4N) and a learned Linear(N,32)-ReLU-Linear(32,4N);
+    e_t = sum over schemes and outputs of (fix(a) - learn(a))^2, ONE number, and
+    r_b = R_b + e_t for the online update only;
+  * baseline (L424-428): b_1 = mean_b r_b, then b_t = 0.95 b_{t-1} + 0.05 mean_b r_b, taken
+    BEFORE the advantages A_b = r_b - b_t (L432);
+  * loss (L434-440) = sum_i mean_b -log p_i(a_bi) * A_b; one Adam step (lr 5e-2, L83, L582);
+    the learned RND net takes one step of its own Adam (same lr, L581) on e_t (L443-451).
+    Adam's lr is constant: the cosine schedule (L373, L510-514) is applied to the frozen
+    supernet's optimizer, never to the controller's; controller_grad_clip is 0 (L84);
+  * PPO replay (L476-499): from step 10 (0-based) on, after the online update, one buffer
+    entry (drawn uniformly, this step's included, L479, L137-143) gives a second Adam step on
+    0.1 * -min(S1, S2) (L489), S1 = sum_{i,b} rho_bi log p_i(a_bi) A'_b / B, S2 the same with
+    rho clipped to [0.9, 1.1] (L484-487), rho = p_now / p_then per slot (detached, L285, L484),
+    A'_b = R_b (stored, without any bonus) - b_t (the current baseline, L481).
+Stream conventions (ours; the official code draws from the global CUDA and numpy RNGs): the
+schemes are drawn with one torch.multinomial over the [N, 2] probabilities from the
+strategy's generator, and the replay entry with torch.randint from the same generator.
+Ours (not in the official code), all off under `--preset ean`:
   * `policy=lstm`: an autoregressive LSTM policy (each slot's decision sees the previous);
   * `entropy_weight`: loss -= w * policy entropy (per scheme, summed over slots);
   * `density_weight`/`density_target`: loss += w * (expected keep fraction - target)^2;
+  * `rnd_weight` (official 1): scales the bonus added to the rewards (the RND net still
+    learns on the unscaled error);
   * the reward's measured-latency term (bench.search.reward), shared by all strategies.
+After the search, `preferred_mask` is the policy's argmax (per slot, the more probable
+choice), recorded beside the best sampled mask in the ticket's provenance.
 """
 
 from __future__ import annotations
@@ -63,8 +77,14 @@ def advantages(rewards: Sequence[float], baseline: float) -> list[float]:
 
 
 def policy_loss(logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-    """REINFORCE: mean over schemes of -log p(scheme) * advantage. logp, adv: [B]."""
-    return -(logp * adv).mean()
+    """REINFORCE: mean over schemes of -log p(scheme) * advantage.
+
+    logp: [B, N] per-slot log-probabilities (or [B], already summed); adv: [B]. Summed in
+    the official order (EAN_search.py L435-440): the mean over schemes per slot, then the
+    sum over slots.
+    """
+    lp = logp if logp.dim() == 2 else logp[:, None]
+    return (-lp * adv[:, None]).mean(dim=0).sum()
 
 
 def ppo_loss(
@@ -77,10 +97,11 @@ def ppo_loss(
     code, so the gradient is ratio * grad log p.
     """
     ratio = (logp_slots.exp() / old_probs).detach()
-    weighted = logp_slots * adv[:, None]
     b = logp_slots.shape[0]
-    s1 = (ratio * weighted).sum() / b
-    s2 = (ratio.clamp(1 - clip, 1 + clip) * weighted).sum() / b
+    col = adv[:, None]
+    # As EAN_search.py L484-487: ([N, B] ratio * log p) @ adv [B, 1], summed, / B.
+    s1 = (ratio * logp_slots).t().mm(col).sum() / b
+    s2 = (ratio.clamp(1 - clip, 1 + clip) * logp_slots).t().mm(col).sum() / b
     return -torch.min(s1, s2)
 
 
@@ -124,6 +145,11 @@ class MLPPolicy(nn.Module):
     def keep_probabilities(self) -> list[float]:
         return F.softmax(self.logits(), dim=-1)[:, 1].tolist()
 
+    @torch.no_grad()
+    def argmax_mask(self) -> Mask:
+        """Per slot the more probable choice (an exact tie goes to off)."""
+        return tuple(int(a) for a in self.logits().argmax(dim=-1).tolist())
+
 
 class LSTMPolicy(nn.Module):
     """Ours: slot i's decision conditions on slots 0..i-1 through an LSTM cell."""
@@ -137,7 +163,11 @@ class LSTMPolicy(nn.Module):
         self.head = nn.Linear(hidden, 2)
 
     def _run(
-        self, b: int, actions: torch.Tensor | None = None, gen: torch.Generator | None = None
+        self,
+        b: int,
+        actions: torch.Tensor | None = None,
+        gen: torch.Generator | None = None,
+        greedy: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         h = c = torch.zeros(b, self.hidden)
         prev = torch.full((b,), 2, dtype=torch.long)
@@ -145,7 +175,9 @@ class LSTMPolicy(nn.Module):
         for i in range(self.n):
             h, c = self.cell(self.embed(prev) + self.pos.weight[i], (h, c))
             lp = F.log_softmax(self.head(h) / self.temperature, dim=-1)
-            if actions is None:
+            if greedy:
+                a = lp.argmax(dim=1)
+            elif actions is None:
                 a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1)
             else:
                 a = actions[:, i]
@@ -174,6 +206,11 @@ class LSTMPolicy(nn.Module):
         """Monte-Carlo marginals from a fixed generator (the search's stream is untouched)."""
         acts = self._run(samples, gen=torch.Generator().manual_seed(0))[0]
         return acts.double().mean(0).tolist()
+
+    @torch.no_grad()
+    def argmax_mask(self) -> Mask:
+        """Greedy decoding: each slot's more probable choice given the greedy choices before."""
+        return tuple(int(a) for a in self._run(1, greedy=True)[0][0].tolist())
 
 
 def _rnd_nets(n: int) -> tuple[nn.Module, nn.Module]:
@@ -237,7 +274,7 @@ class Reinforce(Strategy):
 
         logp_slots, keep, entropy = self.policy.evaluate(actions)
         logp = logp_slots.sum(1)
-        loss = policy_loss(logp, adv)
+        loss = policy_loss(logp_slots, adv)
         if hp.entropy_weight > 0:
             loss = loss - hp.entropy_weight * entropy.mean()
         if hp.density_weight > 0:
@@ -250,10 +287,12 @@ class Reinforce(Strategy):
             rnd_err.backward()
             self.rnd_opt.step()
 
+        # The official buffer holds the rewards BEFORE the RND bonus (stored at L416, the
+        # bonus added at L422 to a new array): the replay advantage is R - b_t (L481).
         self.buffer.append(
             {
                 "actions": actions,
-                "rewards": list(train_rewards),
+                "rewards": list(rewards),
                 "probs": logp_slots.detach().exp(),
                 "step": self.step,
             }
@@ -292,6 +331,10 @@ class Reinforce(Strategy):
 
     def keep_probabilities(self) -> list[float]:
         return self.policy.keep_probabilities()
+
+    def preferred_mask(self) -> Mask:
+        """The policy's argmax: per slot the more probable choice (lstm: greedy decoding)."""
+        return self.policy.argmax_mask()
 
     def _state(self) -> dict[str, Any]:
         return {
