@@ -4,7 +4,6 @@ short end-to-end runs on the real-annotation sample (tests/fixtures_crowd.py).""
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -152,33 +151,71 @@ def test_init_from_classification_checkpoint(tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
 
 
-class ZeroMap(torch.nn.Module):
-    """Predicts an empty map of the stride-8 grid: MAE is then the mean annotated count."""
+class ConstantMap(torch.nn.Module):
+    """Predicts `value` in every cell of the stride-8 grid (ceil(H/8) x ceil(W/8))."""
 
-    def __init__(self) -> None:
+    def __init__(self, value: float) -> None:
         super().__init__()
-        self.p = torch.nn.Parameter(torch.zeros(()))
+        self.p = torch.nn.Parameter(torch.tensor(float(value)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
         return self.p + torch.zeros(x.shape[0], 1, h, w)
 
 
-def test_mae_and_rmse_against_annotated_counts(tmp_path: Path) -> None:
+def _part_a_test_images(tmp_path: Path) -> tuple[WholeImages, list[int]]:
     root = write_crowd_root(tmp_path)
     samples = list_split(root / "part_A", "test")
     items = []
     for s in samples:
         e = cached_density(s, DensitySpec())
         items.append(Item(s.image, e.path, e.annotated, e.shape))
-    counts = np.array([len(read_points(s.annotation)) for s in samples], dtype=float)
-    m = evaluate_counts(ZeroMap(), WholeImages(items, stride=8), "cpu", 64)
+    counts = [len(read_points(s.annotation)) for s in samples]
+    return WholeImages(items, stride=8), counts
+
+
+def test_mae_and_rmse_against_annotated_counts(tmp_path: Path) -> None:
+    data, counts = _part_a_test_images(tmp_path)
+    # The sample's part_A test split: 4 images of 125x128 or 128x128 pixels holding 6, 7, 6
+    # and 12 annotated heads. Both sizes give a 16 x 16 = 256-cell stride-8 output grid.
+    assert counts == [6, 7, 6, 12]
+    assert [it.shape for it in data.items] == [(125, 128), (128, 128), (125, 128), (128, 128)]
+    for i in range(len(data)):
+        assert data[i][1].shape == (1, 16, 16) and data[i][2].item() == counts[i]
+
+    # A constant map of 1/32 per cell: every predicted count is 256 / 32 = 8.
+    #   errors (pred - annotated): 8-6 = 2, 8-7 = 1, 8-6 = 2, 8-12 = -4
+    #   MAE  = (2 + 1 + 2 + 4) / 4 = 9 / 4 = 2.25
+    #   RMSE = sqrt((4 + 1 + 4 + 16) / 4) = sqrt(25 / 4) = 2.5
+    m = evaluate_counts(ConstantMap(1 / 32), data, "cpu", 64)
     assert m["n"] == 4
-    assert m["mae"] == pytest.approx(counts.mean())
-    assert m["rmse"] == pytest.approx(math.sqrt((counts**2).mean()))
+    assert m["mean_pred_count"] == pytest.approx(8.0, abs=1e-6)
+    assert m["mae"] == pytest.approx(2.25, abs=1e-6)
+    assert m["rmse"] == pytest.approx(2.5, abs=1e-6)
+    # The loss: per image, the sum of squares of (1/32 - pooled target) over the 256 cells,
+    # averaged over the 4 images.
+    loss = np.mean([((1 / 32 - data[i][1].double()) ** 2).sum().item() for i in range(4)])
+    assert m["loss"] == pytest.approx(loss, rel=1e-9)
+
+    # A constant map of 3/256 per cell: every predicted count is 3.
+    #   errors: 3-6 = -3, 3-7 = -4, 3-6 = -3, 3-12 = -9
+    #   MAE  = (3 + 4 + 3 + 9) / 4 = 19 / 4 = 4.75
+    #   RMSE = sqrt((9 + 16 + 9 + 81) / 4) = sqrt(115 / 4) = sqrt(28.75) = 5.3619026...
+    m = evaluate_counts(ConstantMap(3 / 256), data, "cpu", 64)
+    assert m["mean_pred_count"] == pytest.approx(3.0, abs=1e-6)
+    assert m["mae"] == pytest.approx(4.75, abs=1e-6)
+    assert m["rmse"] == pytest.approx(5.361902647, abs=1e-6)
+
+    # The zero map: every predicted count is 0, so the errors are the counts themselves.
+    #   MAE  = (6 + 7 + 6 + 12) / 4 = 31 / 4 = 7.75
+    #   RMSE = sqrt((36 + 49 + 36 + 144) / 4) = sqrt(265 / 4) = sqrt(66.25) = 8.1394102...
+    m = evaluate_counts(ConstantMap(0.0), data, "cpu", 64)
     assert m["mean_pred_count"] == 0.0
-    # The loss is the per-image sum of squares of the pooled target (prediction 0).
-    assert m["loss"] > 0
+    assert m["mae"] == pytest.approx(7.75, abs=1e-6)
+    assert m["rmse"] == pytest.approx(8.139410298, abs=1e-6)
+    # The loss is then the per-image sum of squares of the pooled target.
+    loss = np.mean([(data[i][1].double() ** 2).sum().item() for i in range(4)])
+    assert m["loss"] == pytest.approx(loss, rel=1e-9) and m["loss"] > 0
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Density maps from head points: Gaussian kernels that integrate to the head count.
 
-Conventions (those of CSRNet's `make_dataset` preprocessing, Li et al. 2018):
+Conventions (after CSRNet's `make_dataset` preprocessing, Li et al. 2018; its exact
+algorithm is `border="csrnet"`, below):
   * a head at (x, y) is placed at pixel (floor(y), floor(x)); kernel sizes are those of
     `scipy.ndimage.gaussian_filter` (truncate 4: radius int(4 * sigma + 0.5)), so a map
     computed here equals the sum of one full-image `gaussian_filter(mode="constant")` per
@@ -13,11 +14,31 @@ Conventions (those of CSRNet's `make_dataset` preprocessing, Li et al. 2018):
     gaussian_filter does for sigma 0.
 
 Border: gaussian_filter with mode "constant" drops the part of a kernel that falls
-outside the image, so CSRNet's maps sum to less than the head count. `border="renormalize"`
-(default) rescales each cut kernel so that every head adds exactly 1; `border="cut"` keeps
-the original behaviour. Heads outside the image are counted (`outside`) and, by default,
-moved to the nearest border pixel (`outside_policy="clip"`) so the map still sums to the
-annotated count; "drop" leaves them out of the map.
+outside the image, so CSRNet's Part A maps sum to less than the head count.
+`border="renormalize"` (default) rescales each cut kernel so that every head adds exactly
+1; `border="cut"` keeps the mass loss (each annotated head its own constant-mode kernel,
+float64) but is not CSRNet's algorithm as a whole; `border="csrnet"` is
+(`csrnet_density`, tests/test_csrnet_oracle.py):
+
+  * CSRNet-pytorch make_dataset.ipynb: heads are written as 1s into a map of zeros
+    (`k[int(y), int(x)] = 1`: heads on one pixel merge into one), then
+  * Part A (kernel "adaptive", `gaussian_filter_density`): KD-tree (leafsize 2048) over the
+    non-zero pixels, sigma = (d1 + d2 + d3) x 0.1 (= beta x mean of the k nearest), a lone
+    pixel sigma = mean(H, W) / 4; one gaussian_filter(mode="constant") per pixel, in
+    float32, summed into a float32 map in row-major pixel order. The notebook crashes
+    (infinite sigma) with 2 or 3 pixels; here the mean runs over the neighbours there are.
+  * Part B (kernel "fixed"): one gaussian_filter(sigma) of the whole point map in its
+    default mode "reflect" (the mass that leaves the image is reflected back: the map sums
+    to the number of distinct head pixels), float64 as the notebook's `np.zeros` map.
+  * Points: the notebook truncates with int() (the same pixel as floor inside the image)
+    and skips points past the bottom/right border (our `outside="drop"`); a point in
+    (-1, 0) lands on pixel 0 (our "clip" does that, "drop" leaves it out), and points at
+    -1 or less wrap to the opposite border by numpy's negative indexing (a bug, not
+    reproduced: they follow `outside`).
+
+Heads outside the image are counted (`outside`) and, by default, moved to the nearest
+border pixel (`outside_policy="clip"`) so the map still sums to the annotated count;
+"drop" leaves them out of the map.
 """
 
 from __future__ import annotations
@@ -32,7 +53,7 @@ from scipy.spatial import KDTree
 
 from bench.errors import BenchError
 
-Border = Literal["renormalize", "cut"]
+Border = Literal["renormalize", "cut", "csrnet"]
 Outside = Literal["clip", "drop"]
 Kernel = Literal["adaptive", "fixed"]
 
@@ -55,7 +76,10 @@ class DensitySpec:
     def __post_init__(self) -> None:
         checks = (
             (self.kernel in ("adaptive", "fixed"), "kernel must be adaptive or fixed"),
-            (self.border in ("renormalize", "cut"), "border must be renormalize or cut"),
+            (
+                self.border in ("renormalize", "cut", "csrnet"),
+                "border must be renormalize, cut or csrnet",
+            ),
             (self.outside in ("clip", "drop"), "outside must be clip or drop"),
             (self.sigma > 0, "sigma must be > 0"),
             (self.beta > 0, "beta must be > 0"),
@@ -118,8 +142,8 @@ def gaussian_kernel1d(sigma: float, truncate: float = TRUNCATE) -> np.ndarray:
     if sigma <= _TINY_SIGMA:
         return np.ones(1)
     radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 / (sigma * sigma) * x * x)
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 / (sigma * sigma) * x**2)  # scipy's _gaussian_kernel1d, to the bit
     return k / k.sum()
 
 
@@ -142,15 +166,19 @@ def _splat(dst: np.ndarray, row: int, col: int, sigma: float, spec: DensitySpec)
 class DensityMap:
     """A density map and the bookkeeping of the points it came from."""
 
-    density: np.ndarray  # float64 (H, W)
+    density: np.ndarray  # float64 (H, W) (holding float32 values for border="csrnet", Part A)
     annotated: int
     outside: int
-    placed: int  # heads in the map (annotated, minus outside ones under "drop")
+    placed: int  # heads in the map (annotated, minus outside ones under "drop"; "csrnet":
+    # the distinct head pixels)
 
 
 def density_map(points: np.ndarray, shape: tuple[int, int], spec: DensitySpec) -> DensityMap:
     """The density map of (x, y) `points` on an image of `shape` (H, W)."""
     heads = head_pixels(points, shape, spec.outside)
+    if spec.border == "csrnet":
+        density, placed = csrnet_density(heads.rows, heads.cols, shape, spec)
+        return DensityMap(density, heads.annotated, heads.outside, placed)
     sigmas = head_sigmas(heads.rows, heads.cols, shape, spec)
     dst = np.zeros(shape, dtype=np.float64)
     for row, col, sigma in zip(heads.rows.tolist(), heads.cols.tolist(), sigmas.tolist()):
@@ -158,10 +186,49 @@ def density_map(points: np.ndarray, shape: tuple[int, int], spec: DensitySpec) -
     return DensityMap(dst, heads.annotated, heads.outside, len(heads.rows))
 
 
+def csrnet_density(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], spec: DensitySpec
+) -> tuple[np.ndarray, int]:
+    """CSRNet's make_dataset.ipynb on head pixels (module docstring): (map, pixels in it).
+
+    Part A is computed on each kernel's footprint: the float32 values equal those of one
+    full-image float32 gaussian_filter(mode="constant") per pixel (scipy filters axis 0,
+    rounds to float32, then axis 1), accumulated in the same order.
+    """
+    gt = np.zeros(shape, dtype=np.float64)
+    gt[rows, cols] = 1.0
+    if spec.kernel == "fixed":
+        return gaussian_filter(gt, spec.sigma, truncate=spec.truncate), int(gt.sum())
+    ys, xs = np.nonzero(gt)  # row-major, as the notebook's np.nonzero
+    n = len(ys)
+    dst = np.zeros(shape, dtype=np.float32)
+    if n == 0:
+        return dst.astype(np.float64), 0
+    if n == 1:
+        sigmas = np.array([np.average(np.array(shape)) / 2.0 / 2.0])
+    else:
+        k = min(spec.neighbours, n - 1)
+        xy = np.stack([xs, ys], axis=1)
+        dist, _ = KDTree(xy, leafsize=2048).query(xy, k=k + 1)
+        sigmas = dist[:, 1:].sum(axis=1) * (spec.beta / k)
+    h, w = shape
+    for row, col, sigma in zip(ys.tolist(), xs.tolist(), sigmas.tolist()):
+        kern = gaussian_kernel1d(sigma, spec.truncate)
+        r = len(kern) // 2
+        y0, y1 = max(row - r, 0), min(row + r + 1, h)
+        x0, x1 = max(col - r, 0), min(col + r + 1, w)
+        ky = kern[y0 - row + r : y1 - row + r].astype(np.float32).astype(np.float64)
+        kx = kern[x0 - col + r : x1 - col + r]
+        dst[y0:y1, x0:x1] += np.outer(ky, kx).astype(np.float32)
+    return dst.astype(np.float64), n
+
+
 def reference_density(points: np.ndarray, shape: tuple[int, int], spec: DensitySpec) -> np.ndarray:
-    """The naive algorithm of CSRNet's preprocessing: one full-image gaussian_filter
-    (mode "constant") per head, summed. Only the "cut" border exists here. For tests and
-    the benchmark (CSRNet used float32; float64 here so the comparison is exact)."""
+    """The naive form of border="cut": one full-image gaussian_filter (mode "constant")
+    per head, summed, in float64. For the benchmark; it shares head_pixels and head_sigmas
+    with density_map, so it checks the footprint splatting only. CSRNet's own algorithm
+    (merged heads, float32, Part B in mode "reflect") is border="csrnet", checked against
+    an independent transcription in tests/test_csrnet_oracle.py."""
     if spec.border != "cut":
         raise ValueError("the reference algorithm only knows border='cut'")
     heads = head_pixels(points, shape, spec.outside)

@@ -37,10 +37,12 @@ class CrowdOptions(HParams):
     sigma: float = hparam(15.0, "fixed kernel: Gaussian sigma in pixels (Part B's 15)")
     beta: float = hparam(0.3, "adaptive kernel: sigma = beta x mean distance to the neighbours")
     neighbours: int = hparam(3, "adaptive kernel: nearest heads averaged over")
-    border: Literal["renormalize", "cut"] = hparam(
+    border: Literal["renormalize", "cut", "csrnet"] = hparam(
         "renormalize",
-        "kernels cut by the image border: renormalize (each head adds exactly 1) or cut "
-        "(CSRNet's preprocessing: the mass outside the image is lost)",
+        "kernels cut by the image border: renormalize (each head adds exactly 1), cut (the "
+        "mass outside the image is lost, one kernel per head), or csrnet (CSRNet's "
+        "make_dataset exactly: heads on one pixel merge; Part A cut kernels in float32, "
+        "Part B one reflect-mode filter; with outside=drop, as the notebook skips points)",
     )
     outside: Literal["clip", "drop"] = hparam(
         "clip", "annotated points outside the image: clip to the border pixel, or drop"
