@@ -27,7 +27,7 @@ from bench.engine.hparams import HParams
 from bench.engine.rundir import RunPlan, prepare_run
 from bench.io import atomic_write_json, read_json
 from bench.pretrained import SCRATCH, Init, LoadReport
-from bench.results import make_record, write_record
+from bench.results import drop_failed, make_record, write_record
 from bench.tickets import Ticket
 
 
@@ -127,6 +127,7 @@ def run_cell(
         if info.is_main:
             say(f"finished already: {plan.path} (use --mode cover to rerun)")
             write_record(out_root, record)  # the record may have been removed since
+            drop_failed(out_root, record)
         return record
     if info.is_main:
         verb = "resuming" if plan.action == "resume" else "starting"
@@ -141,6 +142,7 @@ def run_cell(
         record = _record(cell, plan, init, fitted, scored, out_root, device)
         atomic_write_json(plan.result_path, record)  # first: a rerun then skips and re-writes
         write_record(out_root, record)
+        drop_failed(out_root, record)  # an earlier failure of this cell is answered now
     barrier()
     return record if record is not None else read_json(plan.result_path)
 

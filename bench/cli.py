@@ -14,7 +14,7 @@ from bench.cliargs import (
     parse_key_values,
     resolve_ticket_paths,
 )
-from bench.errors import BenchError
+from bench.errors import BenchError, RunsFailed
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -515,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

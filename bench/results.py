@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cost import Cost
+from bench.environment import environment
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
 from bench.tickets import Ticket
@@ -147,6 +148,9 @@ def make_record(
             "code_version": code_version(),
             "schema_version": SCHEMA_VERSION,
             "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            # torch, device, threads, determinism flags and their fingerprint: which
+            # machines reproduce this number bit for bit (never part of `protocol`).
+            "environment": environment(),
         },
     }
 
@@ -170,6 +174,26 @@ def write_record(out_root: str | Path, record: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, record)
     return path
+
+
+def drop_failed(out_root: str | Path, record: Mapping[str, Any]) -> list[Path]:
+    """Remove the failed records (and tracebacks) of the cell a finished `record` now answers:
+    same task, dataset, ticket and seed, whatever head a failure could name."""
+    s, i = record["setting"], record["identity"]
+    checksum = i["ticket_checksum"].split(":")[-1]
+    folder = Path(out_root) / RECORDS_DIR / _slug(s["task"]) / _slug(s["dataset"])
+    pattern = f"{_slug(i['ticket'])}__{checksum}__*__seed{record['provenance']['seed']}.json"
+    removed = []
+    for path in folder.glob(pattern):
+        try:
+            stale = read_json(path)["provenance"]["status"] == "failed"
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if stale:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".traceback.txt").unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def iter_records(out_root: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench.cliargs import control_kinds, parse_key_values, resolve_ticket_paths
-from bench.errors import BenchError
+from bench.errors import BenchError, RunsFailed
 
 __all__ = ["TRANSFER_EXAMPLE", "TRANSFER_HELP", "add_transfer_args", "cmd_transfer"]
 
@@ -223,3 +223,6 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     print(text)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
+    failed = [r for r in records if r["provenance"]["status"] != "finished"]
+    if failed:  # kept as failed records, and scripts must be able to tell
+        raise RunsFailed(f"{len(failed)} of {len(records)} runs failed (their records say why)")

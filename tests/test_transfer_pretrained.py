@@ -109,3 +109,31 @@ def test_transfer_needs_to_know_where_arms_start(data_root, ticket_file, tmp_pat
     assert _transfer(ticket_file, data_root, tmp_path) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--pretrained none" in err
+
+
+@pytest.mark.slow
+def test_a_failed_run_exits_1_and_a_later_success_replaces_its_record(
+    ticket_file, tmp_path, capsys, monkeypatch
+):
+    from tasks.crowd_counting.sample import write_sample
+
+    monkeypatch.setenv("TICKETBENCH_CACHE", str(tmp_path / "cache"))
+    root = write_sample(tmp_path / "data", parts=("B",))
+    gt = root / "part_B" / "test_data" / "ground_truth" / "GT_IMG_1.mat"
+    good = gt.read_bytes()
+    gt.write_bytes(b"not a MATLAB file")  # the run fails reading it; the record is kept
+    out = tmp_path / "runs"
+    args = ("--pretrained", "none", "--no-controls")
+    assert _transfer(ticket_file, root, out, *args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "bench: 1 of 1 runs failed (their records say why)"
+    folder = out / "records" / "crowd_counting" / "shanghaitech-b"
+    (failed,) = folder.glob("*.json")
+    assert json.loads(failed.read_text())["provenance"]["status"] == "failed"
+    assert failed.with_suffix(".traceback.txt").is_file()
+
+    gt.write_bytes(good)
+    assert _transfer(ticket_file, root, out, *args) == 0
+    (rec,) = folder.glob("*.json")  # the failure is answered, not kept beside the result
+    assert json.loads(rec.read_text())["provenance"]["status"] == "finished"
+    assert not list(folder.glob("*.traceback.txt"))
