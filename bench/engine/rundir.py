@@ -6,7 +6,11 @@ defaults. So the same experiment always lands in the same directory (skip if fin
 resume if not), and adding a hyperparameter with a default leaves old hashes alone.
 
 Layout of a run directory:
-    hparams.json   kind, hash, identity, full and non-default hparams (written first)
+    hparams.json   kind, hash, identity, full and non-default hparams (written first), and
+                   `environment` (bench.environment) where the run started; a resume in
+                   another environment (fingerprint) adds it to `resumed_environments`.
+                   Neither enters the hash nor the identity check: a rerun on another
+                   machine finds and resumes its run dir.
     metrics.jsonl  one record per finished epoch
     latest.pt      resume point (end of the last finished epoch)
     best.pt        weights of the best epoch on the selection split
@@ -28,6 +32,7 @@ from typing import Any, Literal
 
 from bench.engine.distributed import barrier, broadcast_object, is_main_process
 from bench.engine.hparams import HParams, nondefault
+from bench.environment import environment
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
 
@@ -126,7 +131,23 @@ def _record(kind: str, identity: dict[str, Any], hparams: HParams, digest: str) 
         "hparams_class": type(hparams).__name__,
         "hparams": hparams.to_dict(),
         "nondefault": nondefault(hparams),
+        "environment": environment(),
     }
+
+
+def _keep_environments(old: dict[str, Any], record: dict[str, Any]) -> None:
+    """A resumed run keeps the environment it started in; other ones are appended."""
+    first = old.get("environment")
+    if not isinstance(first, dict):
+        return  # written before environments were recorded: this one becomes the first
+    later = [e for e in old.get("resumed_environments") or [] if isinstance(e, dict)]
+    now = record["environment"]
+    known = {e.get("fingerprint") for e in (first, *later)}
+    if now.get("fingerprint") not in known:
+        later.append(now)
+    record["environment"] = first
+    if later:
+        record["resumed_environments"] = later
 
 
 def _plan_here(
@@ -150,6 +171,7 @@ def _plan_here(
             or old.get("nondefault") != record["nondefault"]
         ):
             raise BenchError(f"{meta} describes a different run; rerun with --mode cover")
+        _keep_environments(old, record)
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(meta, record)
     return RunPlan(path, "resume" if (path / LATEST_FILE).is_file() else "start")

@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.engine.rundir import HPARAMS_FILE
+from bench.environment import environment
+from bench.io import read_json
 from bench.models.resnet import ModelConfig
 from bench.search.evaluator import Evaluator, mask_key
 from bench.search.reward import Reward
@@ -37,19 +40,44 @@ def write_ticket(
     mask: Sequence[int],
     provenance: Mapping[str, Any],
 ) -> tuple[Ticket, Path]:
-    """Validate and write run_dir/ticket.json (atomically); provenance kind is "searched"."""
+    """Validate and write run_dir/ticket.json (atomically); provenance kind is "searched".
+
+    The provenance gains `environment` (bench.environment: torch, device, threads, ...,
+    fingerprint) and, when the supernet or search run dir recorded another fingerprint
+    (a run resumed or a supernet trained elsewhere), `environment_mixed`: every fingerprint
+    seen. The checksum covers the identity only, so neither changes it.
+    """
     assert config.sam is not None
+    env = environment()
+    prov: dict[str, Any] = {"kind": "searched", **provenance, "environment": env}
+    seen = _recorded_fingerprints(Path(run_dir), provenance.get("supernet_run"))
+    if seen - {env["fingerprint"]}:
+        prov["environment_mixed"] = sorted(seen | {env["fingerprint"]})
     ticket = make_ticket(
         name,
         config.backbone,
         config.sam,
         mask,
-        {"kind": "searched", **provenance},
+        prov,
         sam_args=config.sam_args,
         sharing=config.sharing,
     )
     path = ticket.save(Path(run_dir) / TICKET_FILE)
     return ticket, path
+
+
+def _recorded_fingerprints(run_dir: Path, supernet_run: str | None) -> set[str]:
+    """Fingerprints recorded in the search's and its supernet's hparams.json (if any)."""
+    seen: set[str] = set()
+    dirs = [run_dir] + ([run_dir.parent / supernet_run] if supernet_run else [])
+    for d in dirs:
+        try:
+            meta = read_json(d / HPARAMS_FILE)
+        except (OSError, ValueError):
+            continue
+        envs = [meta.get("environment"), *(meta.get("resumed_environments") or [])]
+        seen |= {e["fingerprint"] for e in envs if isinstance(e, dict) and "fingerprint" in e}
+    return seen
 
 
 def policy_preference(
