@@ -19,7 +19,7 @@ from torch.utils.data import Subset
 
 from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_cell
 from bench.cost import measure_cost
-from bench.engine import TrainHParams, evaluate
+from bench.engine import PRESETS, TrainHParams, evaluate
 from bench.engine.checkpoint import load_checkpoint
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
@@ -149,6 +149,13 @@ class ClassificationCell(Cell):
             "train_size": len(self.train_set),
             "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
         }
+        if self.preset in PRESETS:
+            base = PRESETS.get(self.preset)
+            if base.epochs != hp.epochs and base.milestones:  # say that the budget was scaled
+                protocol["schedule_scaled_from"] = {
+                    "epochs": base.epochs,
+                    "milestones": list(base.milestones),
+                }
         return Scored(test["top1"], extras, protocol)
 
 
@@ -219,7 +226,8 @@ def eval_checkpoint(
 
 
 def with_seed(hp: TrainHParams, seed: int, epochs: int | None) -> TrainHParams:
-    return replace(hp, seed=seed, **({"epochs": epochs} if epochs is not None else {}))
+    """`hp` for `seed`, over `epochs` when given (a step schedule's milestones scale along)."""
+    return replace(hp.with_epochs(epochs), seed=seed)
 
 
 def records_table(records: list[dict[str, Any]]) -> str:

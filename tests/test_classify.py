@@ -169,3 +169,24 @@ def test_init_from_loads_the_backbone_strictly_and_keeps_the_head_fresh(tmp_path
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BenchError):
         load_backbone(dst, file_init(tmp_path / "bad.pt"))
+
+
+def test_overriding_the_epochs_of_a_step_preset_scales_its_milestones(fmnist, tmp_path):
+    from bench.engine import PRESETS
+
+    cifar, imagenet = PRESETS.get("cifar-resnet164"), PRESETS.get("imagenet-resnet50")
+    # 81/164 and 122/164 of 10 epochs are 4.94 and 7.44; of 1 epoch no integer lies in (0, 1)
+    assert cifar.with_epochs(10).milestones == (5, 7)
+    assert cifar.with_epochs(1).milestones == ()
+    assert imagenet.with_epochs(12).milestones == (3, 6, 9)  # 30/60/90 of 120
+    assert cifar.with_epochs(None) is cifar and cifar.with_epochs(164) is cifar
+    # The paper preset with a 1-epoch budget trains (it used to stop on its milestones) and
+    # the record says the schedule was scaled from the preset's.
+    argv = ["train", "fashion-mnist", "resnet20-se", "--mask", "none", "--preset",
+            "cifar-resnet164", "--epochs", "1", "--batch-size", "64", "--heldout", "100",
+            "--data-root", str(fmnist), "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert main(argv) == 0
+    (rec,) = _records(tmp_path / "runs")
+    proto = rec["protocol"]
+    assert proto["epochs"] == 1 and proto["hparams"]["milestones"] == []
+    assert proto["schedule_scaled_from"] == {"epochs": 164, "milestones": [81, 122]}

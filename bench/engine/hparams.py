@@ -196,6 +196,16 @@ class TrainHParams(HParams):
             if not ok:
                 raise BenchError(f"bad training hparams: {msg}")
 
+    def with_epochs(self, epochs: int | None) -> TrainHParams:
+        """The same schedule over `epochs`: a step schedule's milestones (and the warm-up)
+        scale proportionally, so overriding a preset's budget never breaks it."""
+        if epochs is None or epochs == self.epochs:
+            return self
+        scaled = (round(m * epochs / self.epochs) for m in self.milestones)
+        milestones = tuple(sorted({m for m in scaled if 0 < m < epochs}))
+        warmup = min(self.warmup_epochs, epochs)
+        return dataclasses.replace(self, epochs=epochs, milestones=milestones, warmup_epochs=warmup)
+
 
 # Presets are data. Sources: /work/shared/reference/paper.md, "Training protocols used by
 # this line of work" and "Method, as the official code does it".
@@ -302,12 +312,16 @@ def add_hparam_args(
 
 
 def hparams_from_args(args: argparse.Namespace, base: H, *, prefix: str = "") -> H:
-    """`base` with every flag that was given on the command line laid over it."""
+    """`base` with every flag that was given on the command line laid over it; a new epoch
+    budget first rescales the base's schedule (TrainHParams.with_epochs), then explicit
+    flags (e.g. --milestones) win."""
     given = {}
     for f in dataclasses.fields(base):
         value = getattr(args, _dest(f.name, prefix), None)
         if value is not None:
             given[f.name] = value
+    if "epochs" in given and isinstance(base, TrainHParams):
+        base = base.with_epochs(given.pop("epochs"))  # type: ignore[assignment]
     return dataclasses.replace(base, **given)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.classify import DEFAULT_PRESET, HEAD, DataOptions, train_cell
+from bench.classify import DEFAULT_PRESET, HEAD, DataOptions, train_cell, with_seed
 from bench.engine import PRESETS
 from bench.errors import BenchError
 from bench.transfer import TASKS, TransferRun, TransferTask
@@ -38,9 +37,7 @@ class Classification(TransferTask):
         if run.iters is not None:
             raise BenchError("classification counts epochs: use --epochs, not --iters")
         preset = run.options.get("preset") or DEFAULT_PRESET.get(run.dataset, "short")
-        hp = replace(PRESETS.get(preset), seed=run.seed)
-        if run.epochs is not None:
-            hp = replace(hp, epochs=run.epochs)
+        hp = with_seed(PRESETS.get(preset), run.seed, run.epochs)
         data = DataOptions(
             data_root=run.data_root,
             heldout=run.options.get("heldout"),
