@@ -24,6 +24,7 @@ from bench.engine.checkpoint import load_checkpoint
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
 from bench.models.slots import build_ticket_model
+from bench.paths import file_sha256
 from bench.pretrained import SCRATCH, Init, check_ticket, load_state, state_dict_of
 from bench.results import make_record, write_record
 from bench.tickets import Ticket
@@ -191,16 +192,18 @@ def eval_checkpoint(
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Score a checkpoint of the ticket network on one split; write and return a record."""
+    """Score a checkpoint of the ticket network on one split; write and return a record of
+    its own (named by the checkpoint's checksum: never over the training run's record).
+    A checkpoint whose classifier does not fit the dataset is refused, never re-initialised."""
     from tasks.classification.datasets import load_splits
 
     if split not in ("heldout", "test"):
         raise BenchError(f"--split {split!r}: expected heldout or test")
+    check_ticket(checkpoint, ticket)  # the file first: cheaper than reading the dataset
+    state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
     splits = load_splits(dataset, data.data_root, heldout=data.heldout,
                          split_seed=data.split_seed, image_size=data.image_size)  # fmt: skip
     model = build_ticket_model(ticket, num_classes=splits.num_classes)
-    check_ticket(checkpoint, ticket)
-    state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
     load_state(model, state, str(checkpoint), head=True)  # the head is scored: it must fit
     m = evaluate(model, getattr(splits, split), device, batch_size)
     c, h, w = splits.input_size
@@ -219,7 +222,11 @@ def eval_checkpoint(
         extras={"top5": m["top5"], "loss": m["loss"], "n": m["n"], "checkpoint": str(checkpoint)},
         # Parameters and FLOPs only: latency ratios come from side-by-side sessions (bench.cell).
         cost=measure_cost(model, (1, c, h, w), device=device, latency=False),
-        protocol={"eval_mode": "single crop, eval transforms", "split": splits.info},
+        protocol={
+            "eval_mode": "single crop, eval transforms",
+            "split": {k: v for k, v in splits.info.items() if k != "root"},
+        },
+        evaluates=file_sha256(checkpoint, 16),
     )
     write_record(out_root, record)
     return record

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
@@ -73,9 +74,14 @@ SCRATCH = Init()
 def file_init(path: Path) -> Init:
     """An external checkpoint given with --init-from."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"--init-from {path}: a directory; expected a checkpoint file")
     if not path.is_file():
         raise BenchError(f"--init-from {path}: no such file")
-    return Init("file", path.resolve(), file_sha256(path, 16))
+    try:
+        return Init("file", path.resolve(), file_sha256(path, 16))
+    except OSError as e:
+        raise BenchError(f"--init-from {path}: cannot read ({e.strerror})") from None
 
 
 # ---- finding an arm's pretraining run ----------------------------------------------------
@@ -221,7 +227,14 @@ def check_ticket(path: Path, ticket: Ticket) -> None:
     meta = Path(path).parent / HPARAMS_FILE
     if not meta.is_file():
         return  # an external file (torchvision, timm): only its tensors can be checked
-    theirs = read_json(meta).get("identity", {}).get("ticket")
+    try:
+        ident = read_json(meta).get("identity", {})
+    except (OSError, ValueError, AttributeError):
+        raise BenchError(
+            f"{meta}: unreadable run metadata (expected a JSON object), so {path} cannot "
+            "be matched to its ticket"
+        ) from None
+    theirs = ident.get("ticket") if isinstance(ident, dict) else None
     if theirs is not None and theirs != ticket.checksum:
         raise BenchError(
             f"{path}: a checkpoint of ticket {theirs}, not of {ticket.name} ({ticket.checksum})"
@@ -251,6 +264,8 @@ def load_state(
         n = len(missing) or len(foreign)
         raise BenchError(f"{where}: weights do not fit the backbone (the file {what}; {n} such)")
     for k, v in own.items():
+        if not isinstance(state[k], torch.Tensor):
+            raise BenchError(f"{where}: {k} is a {type(state[k]).__name__}, not a tensor")
         if tuple(state[k].shape) != tuple(v.shape):
             raise BenchError(
                 f"{where}: {k} has shape {tuple(state[k].shape)}, the backbone needs "

@@ -116,8 +116,10 @@ def make_record(
     protocol: Mapping[str, Any] | None = None,
     status: str = "finished",
     reason: str | None = None,
+    evaluates: str | None = None,
 ) -> dict[str, Any]:
-    """Build a record; a failed run has value None and a reason."""
+    """Build a record; a failed run has value None and a reason. `evaluates`: the checksum
+    of the checkpoint a `bench eval` scored (its record never replaces a run's)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r}: expected one of {STATUSES}")
     if status == "failed" and not reason:
@@ -151,6 +153,7 @@ def make_record(
             # torch, device, threads, determinism flags and their fingerprint: which
             # machines reproduce this number bit for bit (never part of `protocol`).
             "environment": environment(),
+            **({"evaluates": evaluates} if evaluates else {}),
         },
     }
 
@@ -160,11 +163,14 @@ def _slug(text: str) -> str:
 
 
 def record_path(out_root: str | Path, record: Mapping[str, Any]) -> Path:
-    """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__<split>__seed<N>.json."""
-    s, i = record["setting"], record["identity"]
+    """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__<split>__seed<N>.json;
+    a `bench eval` record ends __seed<N>__eval-<checkpoint checksum>.json instead."""
+    s, i, prov = record["setting"], record["identity"], record["provenance"]
     checksum = i["ticket_checksum"].split(":")[-1]
-    head, split, seed = _slug(s["head"]), _slug(s["eval_split"]), record["provenance"]["seed"]
+    head, split, seed = _slug(s["head"]), _slug(s["eval_split"]), prov["seed"]
     name = f"{_slug(i['ticket'])}__{checksum}__{head}__{split}__seed{seed}"
+    if prov.get("evaluates"):
+        name += f"__eval-{_slug(prov['evaluates'])}"
     return Path(out_root) / RECORDS_DIR / _slug(s["task"]) / _slug(s["dataset"]) / f"{name}.json"
 
 

@@ -111,7 +111,10 @@ class Ticket:
         from bench.io import atomic_write_text
 
         path = Path(path)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        try:
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as e:  # a directory, a read-only place, a full disk
+            raise BenchError(f"{path}: cannot write ticket ({e.strerror})") from None
         return path
 
 
@@ -259,20 +262,66 @@ def transfer_arms(
 
 
 # ---- loading and validation --------------------------------------------------------------
+MAX_TICKET_BYTES = 1 << 20  # a ticket is a few KB; anything this big is not one
+MAX_DEPTH = 16  # tickets nest 3 levels; deeper JSON is refused before anything recurses
+
+
 def load_ticket(path: str | Path) -> Ticket:
     """Read and validate a ticket file; any problem is one BenchError naming the field."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:  # bounded read: a huge file or a device is refused
+            raw = f.read(MAX_TICKET_BYTES + 1)
     except OSError as e:
         raise BenchError(f"{path}: cannot read ticket ({e.strerror})") from None
+    if len(raw) > MAX_TICKET_BYTES:
+        raise BenchError(f"{path}: not a ticket (larger than {MAX_TICKET_BYTES // 1024} KiB)")
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BenchError(
+            f"{path}: not UTF-8 text (byte {e.start}); expected a JSON ticket"
+        ) from None
+    return validate(parse_json(text, str(path)), source=str(path))
+
+
+def parse_json(text: str, source: str) -> Any:
+    """Strict JSON (no NaN or Infinity, at most MAX_DEPTH levels); BenchError naming `source`."""
+    depth = _nesting(text)
+    if depth > MAX_DEPTH:
+        raise BenchError(f"{source}: JSON nested {depth} levels deep (at most {MAX_DEPTH})")
+
+    def refuse(name: str) -> Any:
+        raise BenchError(f"{source}: {name} is not a JSON number; expected finite numbers")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as e:
         raise BenchError(
-            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+            f"{source}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
-    return validate(data, source=str(path))
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting of JSON text, outside strings (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def validate(data: Any, *, source: str) -> Ticket:
@@ -285,7 +334,8 @@ def validate(data: Any, *, source: str) -> Ticket:
 
     if not isinstance(data, dict):
         raise BenchError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    version = data.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise fail(
             "schema_version", f"expected {SCHEMA_VERSION}, got {data.get('schema_version')!r}"
         )
@@ -304,6 +354,8 @@ def validate(data: Any, *, source: str) -> Ticket:
             raise fail(key, "missing")
         if not isinstance(data[key], typ):
             raise fail(key, f"expected {typ.__name__}, got {type(data[key]).__name__}")
+    if not data["name"] or not data["name"].isprintable() or len(data["name"]) > 200:
+        raise fail("name", "expected 1 to 200 printable characters")
     if data["backbone"] not in BACKBONES:
         raise fail(
             "backbone",
@@ -311,12 +363,12 @@ def validate(data: Any, *, source: str) -> Ticket:
         )
     if data["sam"] not in SAMS:
         raise fail("sam", f"unknown SAM {data['sam']!r} (known: {', '.join(SAMS.list())})")
-    from bench.models.sams import sam_defaults
+    from bench.models.sams import check_sam_args
 
-    unknown = sorted(set(data["sam_args"]) - set(sam_defaults(data["sam"])))
-    if unknown:
-        known = ", ".join(sam_defaults(data["sam"])) or "none"
-        raise fail("sam_args", f"{data['sam']} takes no argument {unknown[0]!r} (takes: {known})")
+    try:
+        check_sam_args(data["sam"], data["sam_args"])
+    except BenchError as e:
+        raise fail("sam_args", str(e)) from None
     if data["sharing"] not in SHARING_MODES:
         raise fail("sharing", f"expected one of {', '.join(SHARING_MODES)}")
     expected_slots = list(model_slots(data["backbone"]))
@@ -340,7 +392,7 @@ def validate(data: Any, *, source: str) -> Ticket:
         )
     prov = data["provenance"]
     kind = prov.get("kind")
-    if kind not in PROVENANCE_KINDS:
+    if not isinstance(kind, str) or kind not in PROVENANCE_KINDS:
         raise fail("provenance.kind", f"expected one of {', '.join(PROVENANCE_KINDS)}")
     for key in PROVENANCE_KINDS[kind]:
         if key not in prov:
@@ -361,8 +413,9 @@ def validate(data: Any, *, source: str) -> Ticket:
             f"{data['checksum']} does not match the identity fields ({ticket.checksum}); "
             "the mask or model was edited by hand",
         )
-    for key in ("stages", "kept", "total", "ean_codes"):
-        want = ticket.to_dict()[key]
-        if key in data and data[key] != want:
-            raise fail(key, f"{data[key]!r} disagrees with the mask ({want!r})")
+    derived = ticket.to_dict()
+    for key in ("stages", "kept", "total", "ean_codes", "density"):
+        # Compared as canonical JSON, so 9.0 or true never pass for 9 or 1.
+        if key in data and canonical_json(data[key]) != canonical_json(derived[key]):
+            raise fail(key, f"{data[key]!r} disagrees with the mask ({derived[key]!r})")
     return ticket

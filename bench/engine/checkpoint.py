@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,15 @@ def load_checkpoint(
     if not p.is_file():
         raise BenchError(f"checkpoint not found: {p}")
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error says it
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[0] if lines else type(e).__name__
+        if first.startswith("Weights only load failed"):  # not torch's advice to load unsafely
+            found = [x for x in lines if "GLOBAL" in x or "Unsupported" in x] or ["an object"]
+            first = f"refused: it holds more than weights ({found[0]})"
         raise BenchError(f"cannot read checkpoint {p}: {first}") from e
     if not isinstance(obj, dict):
         raise BenchError(f"checkpoint {p} holds a {type(obj).__name__}, not a dict")

@@ -8,7 +8,9 @@ Standard modules come from timm.layers; the others live in bench.models.layers.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
+from typing import TypeGuard
 
 # No Gather-Excite: timm 1.0.31's GatherExcite(use_mlp=True) fails in __init__ (ConvMlp call bug).
 from timm.layers import EcaModule, GlobalContext, SEModule
@@ -35,6 +37,7 @@ def create_sam(name: str, channels: int, **kwargs: object) -> nn.Module:
         known = ", ".join(sam_defaults(name)) or "none"
         bad = ", ".join(sorted(kwargs))
         raise BenchError(f"SAM {name!r}: bad options ({bad}); accepted: {known}") from None
+    check_sam_args(name, kwargs)
     return factory(channels, **kwargs)
 
 
@@ -42,6 +45,50 @@ def sam_defaults(name: str) -> dict[str, object]:
     """The options SAM `name` accepts, with their default values."""
     params = inspect.signature(SAMS.get(name)).parameters.values()
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _real(v: object) -> TypeGuard[float]:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def _int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# What each SAM argument accepts (the same name means the same thing in every SAM). Bounds
+# keep a typo from building a network that crashes later (rd_divisor 0) or fills memory.
+SAM_ARG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "rd_ratio": (lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "rd_divisor": (lambda v: _int(v) and 1 <= v <= 1024, "an integer in 1..1024"),
+    "spatial_kernel_size": (
+        lambda v: _int(v) and 1 <= v <= 31 and v % 2 == 1,
+        "an odd integer in 1..31",
+    ),
+    # ECA's kernel is |log2(C) + beta| / gamma wide: these keep it below 60.
+    "gamma": (lambda v: _real(v) and 0.5 <= v <= 16, "a number in [0.5, 16]"),
+    "beta": (lambda v: _real(v) and -16 <= v <= 16, "a number in [-16, 16]"),
+    "groups": (lambda v: _int(v) and 1 <= v <= 4096, "an integer in 1..4096"),
+    "e_lambda": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "mode": (lambda v: isinstance(v, str) and v in ("l2", "l1"), "'l2' or 'l1'"),
+    "reduction": (lambda v: _int(v) and 1 <= v <= 1024, "an integer in 1..1024"),
+}
+
+
+def check_sam_args(name: str, args: dict) -> None:
+    """BenchError naming the first argument SAM `name` does not take or whose value is wrong."""
+    known = sam_defaults(name)
+    for key, value in args.items():
+        if key not in known:
+            takes = ", ".join(known) or "none"
+            raise BenchError(f"{name} takes no argument {key!r} (takes: {takes})")
+        ok, what = SAM_ARG_RULES[key]
+        if not ok(value):
+            raise BenchError(f"{name} argument {key}={value!r}: expected {what}")
 
 
 def describe_sam(name: str) -> str:
@@ -101,8 +148,6 @@ def simam(channels: int, *, e_lambda: float = 1e-4) -> nn.Module:
 @SAMS.register("gct")
 def gct(channels: int, *, mode: str = "l2") -> nn.Module:
     """Gated Channel Transformation (Yang et al. 2020), l2 embedding; ours."""
-    if mode not in ("l2", "l1"):
-        raise BenchError(f"SAM 'gct': mode must be 'l2' or 'l1', not {mode!r}")
     return GCT(channels, mode=mode)
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
-from torchvision.datasets.folder import is_image_file
+from torchvision.datasets.folder import default_loader, is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from bench.errors import BenchError
@@ -257,30 +257,105 @@ def register_dataset(cls: type[ClassificationDataset]) -> type[ClassificationDat
 # --- CIFAR ---------------------------------------------------------------------------------
 
 
-class _CIFAR10Reader(tvd.CIFAR10):
-    """torchvision's CIFAR-10 reader without its md5 check.
+# Everything the official CIFAR pickles (and re-pickled copies, any protocol, numpy 1 or 2)
+# reference: numpy arrays, their dtypes and scalars, and protocol 2's bytes. Nothing else.
+_CIFAR_GLOBALS = frozenset(
+    [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+    + [
+        (f"numpy.{core}.multiarray", n)
+        for core in ("core", "_core")
+        for n in ("_reconstruct", "scalar")
+    ]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+)
 
-    torchvision pins the md5 of every file of the one official archive and, when a file
-    differs, says only "not found or corrupted". Re-pickled copies (subsets, another pickle
-    protocol, our real-format test fixtures) are valid data yet fail it, so we drop the md5
-    (check_integrity skips it for None) and validate structure ourselves, naming the file.
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR batches hold (dicts, lists, str/bytes, numbers, numpy arrays) and
+    refuses any other global before it is looked up, so a planted pickle runs no code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name} (not CIFAR data)")
+        return super().find_class(module, name)
+
+
+def read_cifar_pickle(path: Path) -> dict:
+    """One CIFAR pickle through `_BatchUnpickler`; BenchError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            entry = _BatchUnpickler(f, encoding="latin1").load()
+    except Exception as err:  # truncated, foreign, refused: whatever it is, name the file
+        raise BenchError(f"{path} is unreadable ({_one_line(err)})") from None
+    if not isinstance(entry, dict):
+        raise BenchError(f"{path} is not a CIFAR batch dictionary (a {type(entry).__name__})")
+    return entry
+
+
+class _SafeCIFAR(tvd.CIFAR10):
+    """torchvision's CIFAR reader, reading the pickles with `read_cifar_pickle`.
+
+    torchvision unpickles the batches without limits (a planted file runs code) and pins
+    the md5 of every file of the one official archive, saying only "not found or corrupted"
+    when a file differs; re-pickled copies (subsets, another protocol, our real-format test
+    fixtures) are valid data yet fail it. So the loading is ours, each file checked and
+    named; indexing and the PIL conversion stay torchvision's.
     """
 
+    def __init__(self, root: str, train: bool = True) -> None:
+        tvd.VisionDataset.__init__(self, root)
+        self.train = train
+        folder = Path(self.root) / self.base_folder
+        files = self.train_list if train else self.test_list
+        rows, self.targets = [], []
+        for name, _ in files:
+            data, labels = _batch_rows(folder / name)
+            rows.append(data)
+            self.targets.extend(labels)
+        self.data = np.vstack(rows).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC
+        meta = read_cifar_pickle(folder / self.meta["filename"])
+        classes = meta.get(self.meta["key"])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise BenchError(
+                f"{folder / self.meta['filename']} is not a CIFAR meta dictionary "
+                f"(no list of names under {self.meta['key']!r})"
+            )
+        self.classes = classes
+        self.class_to_idx = {c: i for i, c in enumerate(classes)}
+
+
+def _batch_rows(path: Path) -> tuple[np.ndarray, list[int]]:
+    """(N x 3072 uint8 rows, N int labels) of one batch file; BenchError naming it."""
+    entry = read_cifar_pickle(path)
+    data = entry.get("data")
+    labels = entry.get("labels", entry.get("fine_labels"))
+    ok = isinstance(data, np.ndarray) and isinstance(labels, list | np.ndarray)
+    if not ok or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise BenchError(
+            f"{path} is not a CIFAR batch dictionary (expected 'data', N x 3072 uint8, and "
+            "'labels' or 'fine_labels', N integers)"
+        )
+    integers = all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in labels)
+    if len(labels) != len(data) or not integers:
+        raise BenchError(f"{path}: {len(data)} images but {len(labels)} labels, or non-integers")
+    return data, [int(t) for t in labels]
+
+
+class _CIFAR10Reader(_SafeCIFAR):
     train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
     test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
     meta = {**tvd.CIFAR10.meta, "md5": None}
 
 
-class _CIFAR100Reader(tvd.CIFAR100):
-    """torchvision's CIFAR-100 reader without its md5 check (see _CIFAR10Reader)."""
-
+class _CIFAR100Reader(_SafeCIFAR):
+    base_folder = tvd.CIFAR100.base_folder
     train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
     test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
     meta = {**tvd.CIFAR100.meta, "md5": None}
 
 
 class _CIFAR(ClassificationDataset):
-    reader: ClassVar[type[tvd.CIFAR10]]
+    reader: ClassVar[type[_SafeCIFAR]]
     num_classes: ClassVar[int]
     mean: ClassVar[tuple[float, float, float]]
     std: ClassVar[tuple[float, float, float]]
@@ -311,10 +386,8 @@ class _CIFAR(ClassificationDataset):
         try:
             train = self.reader(str(root), train=True)
             test = self.reader(str(root), train=False)
-        except Exception as exc:  # any failure of the pickles; name the file that is wrong
-            raise BenchError(
-                f"{self.name}: {self._diagnose(folder, exc)}; {self._expected(root)}"
-            ) from exc
+        except BenchError as exc:  # names the file that is wrong
+            raise BenchError(f"{self.name}: {exc}; {self._expected(root)}") from None
         classes = tuple(str(c) for c in train.classes)
         for split, reader in (("train", train), ("test", test)):
             labels = np.asarray(reader.targets)
@@ -330,25 +403,6 @@ class _CIFAR(ClassificationDataset):
                     f"names; want {self.num_classes} classes); {self._expected(root)}"
                 )
         return Source(train, test, classes, root)
-
-    def _diagnose(self, folder: Path, exc: BaseException) -> str:
-        """Name the first file that does not unpickle into what the reader needs."""
-        r = self.reader
-        for name in self.files():
-            try:
-                with open(folder / name, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
-                if name == r.meta["filename"]:
-                    ok = isinstance(entry, dict) and r.meta["key"] in entry
-                else:
-                    ok = isinstance(entry, dict) and "data" in entry
-                    ok = ok and ("labels" in entry or "fine_labels" in entry)
-                reason = "" if ok else "is not a CIFAR batch dictionary"
-            except Exception as err:
-                reason = f"is unreadable ({_one_line(err)})"
-            if reason:
-                return f"{folder / name} {reason}"
-        return f"the pickles in {folder} could not be read ({_one_line(exc)})"
 
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         return tfm.cifar_transforms(self.mean, self.std, image_size)
@@ -399,7 +453,7 @@ class ImageNet(ClassificationDataset):
             if not folder.is_dir():
                 raise BenchError(f"{self.name}: no folder {folder}; {expected}")
             try:
-                readers[split] = tvd.ImageFolder(str(folder))
+                readers[split] = tvd.ImageFolder(str(folder), loader=load_image)
             except (FileNotFoundError, ValueError, OSError) as exc:
                 problem = f"{folder}: {_one_line(exc)}"
                 if any(is_image_file(str(f)) for f in folder.iterdir()):
@@ -418,6 +472,29 @@ class ImageNet(ClassificationDataset):
 
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         return tfm.imagenet_transforms(image_size)
+
+
+class UnreadableImage(BenchError):
+    """An image file that does not decode, met while training or scoring.
+
+    In a DataLoader worker torch re-raises an exception as its type built from the worker's
+    whole traceback; the last line of that is the original message, which is kept, so
+    the CLI still prints one line naming the file.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+def load_image(path: str) -> Any:
+    """torchvision's default loader (PIL, RGB); UnreadableImage naming a file that is empty,
+    truncated or not an image (met when read: decoding ImageNet up front costs an epoch)."""
+    try:
+        return default_loader(path)
+    except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError ...
+        raise UnreadableImage(f"{path}: unreadable image ({_one_line(exc)})") from None
 
 
 # --- Fashion-MNIST -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ read as RGB.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
 from bench.errors import BenchError
 from bench.paths import default_data_root
@@ -79,8 +79,9 @@ def _natural_key(path: Path) -> tuple:
 def list_split(part_dir: Path, split: str) -> list[Sample]:
     """Every image of `split` with its GT_<name>.mat, in natural order (IMG_2 before IMG_10).
 
-    BenchError for a missing or empty images folder, a missing ground-truth folder, or an
-    image without its annotation (never silently skipped).
+    BenchError for a missing or empty images folder, a missing ground-truth folder, an
+    image without its annotation (never silently skipped), an annotation that does not
+    read as ShanghaiTech's, or an image whose header does not read: all before training.
     """
     if split not in SPLITS:
         raise BenchError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -103,14 +104,29 @@ def list_split(part_dir: Path, split: str) -> list[Sample]:
         if not mat.is_file():
             raise BenchError(f"{img}: no annotation (expected {mat})")
         samples.append(Sample(img, mat))
+    _check_files(tuple((s, _stamp(s.image), _stamp(s.annotation)) for s in samples))
     return samples
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.cache
+def _check_files(samples: tuple[tuple[Sample, tuple, tuple], ...]) -> None:
+    """Read every annotation and image header once per process and file version (seconds
+    for all of ShanghaiTech), so a bad file is named before any run starts."""
+    for sample, _, _ in samples:
+        read_points(sample.annotation)
+        image_shape(sample.image)
 
 
 def read_points(path: Path) -> np.ndarray:
     """Head points (x, y) of a ShanghaiTech GT_*.mat as an N x 2 float64 array."""
     try:
         mat = loadmat(path)
-    except (MatReadError, ValueError, OSError, TypeError) as e:
+    except Exception as e:  # scipy raises MatReadError, ValueError, IndexError ... on junk
         detail = " ".join(str(e).split()) or type(e).__name__
         raise BenchError(f"{path}: not a readable .mat file ({detail})") from None
     expected = "expected image_info{1}.location, an N x 2 array of (x, y)"
