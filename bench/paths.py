@@ -1,9 +1,10 @@
-"""Where the suite looks for data and keeps derived files, and file fingerprints."""
+"""Where the suite looks for data and keeps derived files; file fingerprints; path-safe names."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 ENV_DATA_ROOT = "TICKETBENCH_DATA"
@@ -31,3 +32,8 @@ def file_sha256(path: str | os.PathLike[str], length: int | None = None) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def slug(text: str) -> str:
+    """`text` as one safe file-name part: runs of other characters become "_"."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)

@@ -9,7 +9,6 @@ for PNG), never pyplot: no global state, no display needed. Input rows are
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bench.io import atomic_write_bytes
+from bench.paths import slug
 
 __all__ = [
     "draw_masks",
@@ -224,10 +224,6 @@ def save_figure(fig: Figure, base: str | Path) -> list[Path]:
     return paths
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def plot_leaderboard(summary: Sequence[Row], out_dir: str | Path) -> list[Path]:
     """Per task: metric vs density and (where timed) metric vs latency; and every compared
     ticket's mask. Returns the PNG and PDF paths written under `out_dir`."""
@@ -237,9 +233,9 @@ def plot_leaderboard(summary: Sequence[Row], out_dir: str | Path) -> list[Path]:
         rows = [r for r in summary if r["task"] == task]
         if not any(r["n"] > 0 for r in rows):
             continue
-        written += save_figure(metric_vs_density(rows), out_dir / f"{_slug(task)}_density")
+        written += save_figure(metric_vs_density(rows), out_dir / f"{slug(task)}_density")
         if any(r["n"] > 0 and r["latency_ms"] is not None for r in rows):
-            written += save_figure(metric_vs_latency(rows), out_dir / f"{_slug(task)}_latency")
+            written += save_figure(metric_vs_latency(rows), out_dir / f"{slug(task)}_latency")
     tickets = list(dict.fromkeys((r["ticket"], r["stages"]) for r in summary))
     if tickets:
         written += save_figure(draw_masks(tickets), out_dir / "masks")

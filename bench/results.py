@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from bench.cost import Cost
 from bench.environment import environment
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
+from bench.paths import slug
 from bench.tickets import Ticket
 
 SCHEMA_VERSION = 1
@@ -158,20 +158,16 @@ def make_record(
     }
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def record_path(out_root: str | Path, record: Mapping[str, Any]) -> Path:
     """<out>/records/<task>/<dataset>/<ticket>__<checksum>__<head>__<split>__seed<N>.json;
     a `bench eval` record ends __seed<N>__eval-<checkpoint checksum>.json instead."""
     s, i, prov = record["setting"], record["identity"], record["provenance"]
     checksum = i["ticket_checksum"].split(":")[-1]
-    head, split, seed = _slug(s["head"]), _slug(s["eval_split"]), prov["seed"]
-    name = f"{_slug(i['ticket'])}__{checksum}__{head}__{split}__seed{seed}"
+    head, split, seed = slug(s["head"]), slug(s["eval_split"]), prov["seed"]
+    name = f"{slug(i['ticket'])}__{checksum}__{head}__{split}__seed{seed}"
     if prov.get("evaluates"):
-        name += f"__eval-{_slug(prov['evaluates'])}"
-    return Path(out_root) / RECORDS_DIR / _slug(s["task"]) / _slug(s["dataset"]) / f"{name}.json"
+        name += f"__eval-{slug(prov['evaluates'])}"
+    return Path(out_root) / RECORDS_DIR / slug(s["task"]) / slug(s["dataset"]) / f"{name}.json"
 
 
 def write_record(out_root: str | Path, record: Mapping[str, Any]) -> Path:
@@ -187,8 +183,8 @@ def drop_failed(out_root: str | Path, record: Mapping[str, Any]) -> list[Path]:
     same task, dataset, ticket and seed, whatever head a failure could name."""
     s, i = record["setting"], record["identity"]
     checksum = i["ticket_checksum"].split(":")[-1]
-    folder = Path(out_root) / RECORDS_DIR / _slug(s["task"]) / _slug(s["dataset"])
-    pattern = f"{_slug(i['ticket'])}__{checksum}__*__seed{record['provenance']['seed']}.json"
+    folder = Path(out_root) / RECORDS_DIR / slug(s["task"]) / slug(s["dataset"])
+    pattern = f"{slug(i['ticket'])}__{checksum}__*__seed{record['provenance']['seed']}.json"
     removed = []
     for path in folder.glob(pattern):
         try:
