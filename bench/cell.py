@@ -13,6 +13,7 @@ stderr; the record is what callers print.
 from __future__ import annotations
 
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,12 +23,13 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.utils.data import Dataset
 
-from bench.engine.distributed import barrier, dist_info
+from bench.engine.distributed import barrier, broadcast_object, dist_info
 from bench.engine.hparams import HParams
-from bench.engine.rundir import RunPlan, prepare_run
-from bench.io import atomic_write_json, read_json
+from bench.engine.loop import Diverged
+from bench.engine.rundir import RunPlan, prepare_run, release_run
+from bench.io import atomic_write_json, read_json, remove_stale_temps
 from bench.pretrained import SCRATCH, Init, LoadReport
-from bench.results import drop_failed, make_record, write_record
+from bench.results import drop_failed, make_record, record_path, write_record
 from bench.tickets import Ticket
 
 
@@ -111,7 +113,9 @@ def run_cell(
     cell: Cell, *, out_root: Path, device: str = "cpu", mode: str = "new", init: Init = SCRATCH
 ) -> dict[str, Any]:
     """Run one cell to its record (also written under <out>/records); an interrupted run
-    returns {"status": "interrupted", ...}."""
+    returns {"status": "interrupted", ...}, a diverged one its failed record.
+
+    The run directory is held (bench.engine.rundir's lock) until the record is written."""
     identity = {
         "task": cell.task,
         "dataset": cell.dataset,
@@ -121,30 +125,77 @@ def run_cell(
         "init": init.identity(),
     }
     plan = prepare_run(out_root, cell.run_kind, identity, cell.hp, mode=mode)
+    try:
+        return _run_planned(cell, plan, out_root, device, init)
+    finally:
+        release_run(plan.path)
+
+
+def _run_planned(
+    cell: Cell, plan: RunPlan, out_root: Path, device: str, init: Init
+) -> dict[str, Any]:
     info = dist_info()
     if plan.action == "skip":
         record = read_json(plan.result_path)
         if info.is_main:
             say(f"finished already: {plan.path} (use --mode cover to rerun)")
-            write_record(out_root, record)  # the record may have been removed since
-            drop_failed(out_root, record)
+            _write(out_root, record)  # the record may have been removed since
         return record
     if info.is_main:
         verb = "resuming" if plan.action == "resume" else "starting"
         say(f"{verb} {cell.ticket.name} on {cell.task}/{cell.dataset} (seed {cell.seed}, "
             f"{init.describe()}): {plan.path}")  # fmt: skip
-    fitted = cell.fit(plan, init, device)
+    try:
+        fitted = cell.fit(plan, init, device)
+    except Diverged as e:
+        return broadcast_object(_failed(cell, plan, out_root, str(e)) if info.is_main else None)
     if not fitted.complete:
         return {"status": "interrupted", "run_dir": str(plan.path), **fitted.facts}
+    t0 = time.perf_counter()
     scored = cell.score(fitted, device)
     record = None
     if info.is_main:
         record = _record(cell, plan, init, fitted, scored, out_root, device)
+        # Training time summed over every segment of a resumed run, plus the scoring.
+        train_s = fitted.facts.get("wall_time_s", 0.0)
+        record["provenance"]["wall_time_s"] = train_s + time.perf_counter() - t0
         atomic_write_json(plan.result_path, record)  # first: a rerun then skips and re-writes
-        write_record(out_root, record)
-        drop_failed(out_root, record)  # an earlier failure of this cell is answered now
+        _write(out_root, record)
     barrier()
     return record if record is not None else read_json(plan.result_path)
+
+
+def _write(out_root: Path, record: dict[str, Any]) -> None:
+    """Write the record (after what a killed write of it left); a finished one replaces
+    the failed records of its cell."""
+    path = record_path(out_root, record)
+    remove_stale_temps(path.parent, path.name)
+    write_record(out_root, record)
+    if record["provenance"]["status"] == "finished":
+        drop_failed(out_root, record)
+
+
+def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str, Any]:
+    """The failed record of a run that diverged (no result.json: a rerun tries again)."""
+    say(f"FAILED {cell.ticket.name} on {cell.task}/{cell.dataset}: {reason}")
+    record = make_record(
+        ticket=cell.ticket,
+        task=cell.task,
+        dataset=cell.dataset,
+        eval_split=cell.eval_split,
+        select_split=cell.select_split,
+        head=cell.head,
+        metric=cell.metric,
+        value=None,
+        higher_is_better=cell.higher_is_better,
+        seed=cell.seed,
+        run_dir=plan.path,
+        protocol={"hparams": {k: v for k, v in cell.hp.to_dict().items() if k != "seed"}},
+        status="failed",
+        reason=reason,
+    )
+    _write(out_root, record)
+    return record
 
 
 def engine_fit(

@@ -3,6 +3,10 @@
 Every writer goes to a temporary file in the target's own directory (so `os.replace` is a
 rename within one filesystem, which POSIX makes atomic), fsyncs it, renames it over the
 target and fsyncs the directory so the rename itself survives a power cut.
+
+A temporary file is named `.NAME.HOST-PID.XXXXXXXX.tmp` (the writer's host and pid), so a
+later process can tell the leftovers of a killed writer (`remove_stale_temps`) from the
+file another live process is still writing.
 """
 
 from __future__ import annotations
@@ -10,21 +14,33 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from bench.faults import kill_point
+
 __all__ = [
     "append_jsonl",
+    "atomic_path",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "pid_alive",
     "read_json",
     "read_jsonl",
+    "remove_stale_temps",
 ]
+
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:32] or "host"
+# Read once: mkstemp makes 0600 files, and a written file should get the mode open() gives.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -41,6 +57,39 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _commit(tmp: Path, target: Path) -> None:
+    """fsync the finished temporary file, rename it over `target`, fsync the directory."""
+    kill_point(f"write:{target.name}")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path for a writer that needs a file name (h5py, mmengine); it
+    replaces `path` only if the block finishes without raising (else it is removed)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.{HOST}-{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _commit(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Yield a file whose content replaces `path` only if the block finishes without raising.
@@ -50,21 +99,42 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', not {mode!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
+    kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
     try:
-        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _dead_writer(name: str) -> bool:
+    """Whether temp file `name` was written by a process of this host that no longer runs."""
+    parts = name[: -len(".tmp")].rsplit(".", 2)
+    host, _, pid = parts[-2].rpartition("-") if len(parts) == 3 else ("", "", "")
+    return host == HOST and pid.isdigit() and not pid_alive(int(pid))
+
+
+def remove_stale_temps(
+    directory: str | os.PathLike[str], name: str | None = None, *, any_writer: bool = False
+) -> list[Path]:
+    """Remove the temporary files a killed writer left in `directory` (only those for
+    target `name` when given). Only temps of dead writers on this host, unless
+    `any_writer` (the caller knows nobody else writes there: it holds the run lock)."""
+    pattern = f".{name}.*.tmp" if name else ".*.tmp"
+    removed = []
+    for p in Path(directory).glob(pattern):
+        if p.is_file() and (any_writer or _dead_writer(p.name)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

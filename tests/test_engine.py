@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import random
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +40,19 @@ from bench.engine import (
     train_hparams_from_args,
 )
 from bench.engine.hparams import hparam
+from bench.engine.rundir import CheckpointEvery, checkpoint_every
 from bench.engine.schedule import LRSchedule
 from bench.errors import BenchError
 from bench.io import (
+    HOST,
     append_jsonl,
+    atomic_path,
     atomic_torch_save,
     atomic_write,
     atomic_write_json,
     read_json,
     read_jsonl,
+    remove_stale_temps,
 )
 
 # --- small real modules and data -------------------------------------------------------
@@ -169,7 +175,8 @@ def _strip_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
 
 
-def _run(path: Path, hp: TrainHParams, stop: int | None = None, init_seed: int = 0) -> dict:
+def _run(path: Path, hp: TrainHParams, stop: int | None = None, init_seed: int = 0,
+         **kw) -> dict:  # fmt: skip
     torch.manual_seed(init_seed)
     model = TinyNet(4)
     res = train(
@@ -183,9 +190,88 @@ def _run(path: Path, hp: TrainHParams, stop: int | None = None, init_seed: int =
         log=quiet,
         stop_after_epoch=stop,
         progress=False,
+        **kw,
     )
     res["state"] = model.state_dict()
     return res
+
+
+class Killed(Exception):
+    """Stands in for a kill (the subprocess tests in test_kill_resume.py use real ones)."""
+
+
+def _kill_before(step: int):
+    def hook(s: int) -> None:
+        if s == step:
+            raise Killed(f"killed before step {step}")
+
+    return hook
+
+
+def _assert_same_run(ref: dict, res: dict) -> None:
+    for k in ref["state"]:
+        assert torch.equal(ref["state"][k], res["state"][k]), k
+    assert _strip_times(res["history"]) == _strip_times(ref["history"])
+    assert res["best"] == ref["best"] and res["steps"] == ref["steps"]
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_mid_epoch_checkpoint_resumes_at_the_same_batch(tmp_path: Path, num_workers: int) -> None:
+    # 6 steps per epoch; checkpoints every 2 batches; killed before step 10 (epoch 2,
+    # batch 4 done, checkpointed at batch 4), then before step 15 (epoch 3, batch 3 done,
+    # the last checkpoint at batch 2: one batch is trained again).
+    hp = hp_small(epochs=3, batch_size=16, schedule="step", milestones=(2,),
+                  num_workers=num_workers)  # fmt: skip
+    ref = _run(tmp_path / "a", hp, checkpoint=CheckpointEvery(seconds=None))
+    every2 = CheckpointEvery(seconds=None, batches=2)
+    for step in (10, 15):
+        with pytest.raises(Killed):
+            _run(tmp_path / "b", hp, checkpoint=every2, before_step=_kill_before(step))
+        ckpt = load_checkpoint(tmp_path / "b" / "latest.pt")
+        assert (ckpt["epoch"], ckpt["batch"]) == ((1, 4) if step == 10 else (2, 2))
+        assert len(ckpt["partial"]["sums"]) == 1 and ckpt["partial"]["sums"][0][2] > 0
+        seed_everything(987)  # a "restart": scrambled global RNGs
+    res = _run(tmp_path / "b", hp, init_seed=5, checkpoint=every2)
+    assert res["resumed_from"] == 2 and res["complete"]
+    _assert_same_run(ref, res)
+    assert _strip_times(read_jsonl(tmp_path / "b" / "metrics.jsonl")) == _strip_times(
+        ref["history"]
+    )
+
+
+def test_time_based_checkpoint_every_step(tmp_path: Path) -> None:
+    """0 s: a checkpoint after every step; the run still ends where an unchecked one does."""
+    hp = hp_small(epochs=1, batch_size=16)
+    ref = _run(tmp_path / "a", hp, checkpoint=CheckpointEvery(seconds=None))
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", hp, checkpoint=CheckpointEvery(seconds=0), before_step=_kill_before(3))
+    assert load_checkpoint(tmp_path / "b" / "latest.pt")["batch"] == 3
+    _assert_same_run(ref, _run(tmp_path / "b", hp, checkpoint=CheckpointEvery(seconds=None)))
+
+
+def test_checkpoint_interval_parsing(monkeypatch) -> None:
+    parse = CheckpointEvery.parse
+    assert parse("10m") == CheckpointEvery(600.0) == CheckpointEvery()
+    assert parse("90s") == parse("90") == CheckpointEvery(90.0)
+    assert parse("1h").seconds == 3600.0 and parse("0") == CheckpointEvery(0.0)
+    assert parse("25b") == CheckpointEvery(None, 25) == parse("25 batches")
+    assert parse("epoch") == CheckpointEvery(None, None)
+    for bad in ("soon", "-1m", "0b", "2.5b", ""):
+        with pytest.raises(ValueError):
+            parse(bad)
+    monkeypatch.delenv("TICKETBENCH_CHECKPOINT_EVERY", raising=False)
+    assert checkpoint_every() == CheckpointEvery(600.0)
+    p = argparse.ArgumentParser()
+    add_mode_arg(p)
+    assert p.parse_args(["--checkpoint-every", "7b"]).checkpoint_every == "7b"
+    assert checkpoint_every() == CheckpointEvery(None, 7)  # exported for the engine
+    monkeypatch.setenv("TICKETBENCH_CHECKPOINT_EVERY", "often")
+    with pytest.raises(BenchError, match="TICKETBENCH_CHECKPOINT_EVERY"):
+        checkpoint_every()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--checkpoint-every", "often"])
+    # Not a hyperparameter: the run hash does not see it.
+    assert "checkpoint" not in json.dumps(TrainHParams().to_dict())
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
@@ -439,7 +525,7 @@ def test_run_modes(tmp_path: Path) -> None:
     # cover: wipe and rerun.
     again = prepare_run(tmp_path, "train", IDENT, hp, mode="cover")
     assert again.action == "start" and again.path == plan.path
-    assert sorted(p.name for p in plan.path.iterdir()) == ["hparams.json"]
+    assert sorted(p.name for p in plan.path.iterdir()) == ["hparams.json", "run.lock"]
     # A corrupt/foreign hparams.json is refused in mode new.
     atomic_write_json(plan.path / "hparams.json", {"identity": {"other": 1}, "nondefault": {}})
     with pytest.raises(BenchError, match="different run"):
@@ -473,6 +559,33 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
         atomic_torch_save(target, {"w": torch.ones(1000), "boom": Boom()})
     assert read_json(target) == {"v": 1}  # the old content survives every failure
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temp files left
+
+
+def test_stale_temps_are_those_of_dead_writers(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = {
+        "dead": f".x.json.{HOST}-{dead.pid}.ab12cd34.tmp",
+        "alive": f".x.json.{HOST}-{os.getpid()}.ab12cd34.tmp",
+        "elsewhere": ".x.json.otherhost-1.ab12cd34.tmp",
+        "other target": f".y.json.{HOST}-{dead.pid}.ab12cd34.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_text("half")
+    assert remove_stale_temps(tmp_path, "x.json") == [tmp_path / names["dead"]]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(n for k, n in names.items() if k != "dead")
+    remove_stale_temps(tmp_path, any_writer=True)  # the run lock says nobody else writes
+    assert list(tmp_path.iterdir()) == []
+    # What atomic writes leave behind is named that way, and gets the usual file mode.
+    atomic_write_json(tmp_path / "x.json", {"v": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.json") as tmp:
+        assert tmp.name.startswith(f".x.json.{HOST}-{os.getpid()}.") and tmp.suffix == ".tmp"
+        raise RuntimeError
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 def test_jsonl_append_and_torn_tail(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from bench.engine import (
     train,
 )
 from bench.engine.distributed import torchrun_command
+from bench.engine.rundir import CheckpointEvery
 from bench.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,11 +95,41 @@ def _worker(out: Path) -> None:
         log=lambda _m: None,
         progress=False,
     )
+    resumed = _killed_mid_epoch_and_resumed(out / "runs2")
     torch.save(
-        {"state": model.state_dict(), "result": res, "writes": writes, "dir": str(plan.path)},
+        {"state": model.state_dict(), "result": res, "writes": writes, "dir": str(plan.path),
+         "resumed": resumed},
         out / f"rank{info.rank}.pt",
-    )
+    )  # fmt: skip
     destroy_distributed()
+
+
+class Killed(Exception):
+    pass
+
+
+def _killed_mid_epoch_and_resumed(runs: Path) -> dict:
+    """The same run stopped on every rank before step 3 (epoch 1, batch 3 of 4; checkpoint
+    after every batch), then resumed: it must end as the uninterrupted one."""
+
+    def kill(step: int) -> None:
+        if step == 3:
+            raise Killed
+
+    def run(init_seed: int, **kw) -> dict:
+        plan = prepare_run(runs, "train", {"dataset": "blobs"}, HP)
+        torch.manual_seed(init_seed)
+        model = TinyNet()
+        res = train(model, blobs(TRAIN_N, 0), {"val": blobs(VAL_N, 1)}, HP, plan.path, "cpu",
+                    select_on="val", log=lambda _m: None, progress=False,
+                    checkpoint=CheckpointEvery(seconds=None, batches=1), **kw)  # fmt: skip
+        return {"state": model.state_dict(), "history": res["history"]}
+
+    try:
+        run(0, before_step=kill)
+    except Killed:
+        pass
+    return run(5)  # another init: the checkpoint must overwrite it
 
 
 def test_two_process_gloo(tmp_path: Path) -> None:
@@ -123,6 +154,7 @@ def test_two_process_gloo(tmp_path: Path) -> None:
         "hparams.json",
         "latest.pt",
         "metrics.jsonl",
+        "run.lock",
     ]
 
     res0, res1 = r0["result"], r1["result"]
@@ -141,6 +173,14 @@ def test_two_process_gloo(tmp_path: Path) -> None:
     assert ddp["n"] == single["n"] == VAL_N
     assert ddp["top1"] == single["top1"] and ddp["top5"] is None
     assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-6)
+
+    # Killed mid-epoch on both ranks and resumed: the uninterrupted run's weights and
+    # per-epoch metrics (the partial sums of every rank were checkpointed).
+    for r in (r0, r1):
+        resumed = r["resumed"]
+        assert all(torch.equal(v, resumed["state"][k]) for k, v in r0["state"].items())
+        strip = [{k: v for k, v in h.items() if k != "time_s"} for h in resumed["history"]]
+        assert strip == [{k: v for k, v in h.items() if k != "time_s"} for h in res0["history"]]
 
 
 if __name__ == "__main__":

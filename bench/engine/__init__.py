@@ -29,14 +29,16 @@ from bench.engine.hparams import (
     nondefault,
     train_hparams_from_args,
 )
-from bench.engine.loop import Objective, evaluate, train
+from bench.engine.loop import Diverged, Objective, evaluate, train
 from bench.engine.rundir import (
     MODES,
     RESULT_FILE,
+    CheckpointEvery,
     RunPlan,
     add_mode_arg,
     is_finished,
     prepare_run,
+    release_run,
     run_dir,
     run_hash,
 )
@@ -46,7 +48,9 @@ __all__ = [
     "MODES",
     "PRESETS",
     "RESULT_FILE",
+    "CheckpointEvery",
     "DistInfo",
+    "Diverged",
     "HParams",
     "LRSchedule",
     "RunPlan",
@@ -71,6 +75,7 @@ __all__ = [
     "lr_factor",
     "nondefault",
     "prepare_run",
+    "release_run",
     "restore_rng_state",
     "run_dir",
     "run_hash",

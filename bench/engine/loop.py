@@ -1,16 +1,25 @@
 """The training loop: SGD + schedule, per-epoch eval, best/latest checkpoints, exact resume.
 
-Reproducibility contract: with the same hparams, a run that is stopped at an epoch end
-and resumed ends with the same weights and metrics as an uninterrupted one (bit for bit
-on CPU; on CUDA up to kernel nondeterminism). It rests on three things:
+Reproducibility contract: with the same hparams, a run that is stopped anywhere (a kill
+included) and resumed ends with the same weights and metrics as an uninterrupted one (bit
+for bit on CPU; on CUDA up to kernel nondeterminism). latest.pt is written at every epoch
+end and, inside an epoch, every `CheckpointEvery` (default 10 minutes: a kill loses
+minutes, not an epoch). Exactness rests on four things:
   * data order is a pure function of (seed, epoch): a DistributedSampler seeded with the
     hparam seed (also when single-process, as one replica) and a DataLoader generator
-    re-seeded from (seed, epoch) each epoch, which fixes the worker seeds;
-  * every global RNG (python, numpy, torch CPU/CUDA) of every rank is checkpointed at the
-    epoch end and restored on resume; a fresh run seeds them all from `hp.seed`;
+    re-seeded from (seed, epoch) each epoch; a resumed epoch skips the batches already
+    trained by index, without loading them;
+  * augmentation randomness: without workers it comes from the global RNGs below; with
+    workers each sample is drawn with its own seed, a pure function of (seed, epoch,
+    index) (bench.engine.batches), so no worker state needs saving;
+  * every global RNG (python, numpy, torch CPU/CUDA) of every rank is checkpointed with
+    the optimizer, AMP scaler and the epoch's partial sums, and restored on resume; a
+    fresh run seeds them all from `hp.seed`;
   * the lr is a pure function of the global step.
 Every rank seeds its RNGs alike, so per-iteration random choices inside the model (a
 supernet's mask) agree across ranks, as one process on the whole batch would draw them.
+A loss that is not finite stops the run (`Diverged`) at the next checkpoint or epoch end,
+before anything of it is saved.
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
+from bench.checkpoint_interval import CheckpointEvery, checkpoint_every
+from bench.engine.batches import EpochBatches, SeededSamples
 from bench.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -40,6 +51,7 @@ from bench.engine.checkpoint import (
     seed_everything,
 )
 from bench.engine.distributed import (
+    DistInfo,
     all_gather_object,
     all_reduce_sum,
     barrier,
@@ -52,12 +64,18 @@ from bench.engine.hparams import TrainHParams
 from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE
 from bench.engine.schedule import LRSchedule, build_optimizer
 from bench.errors import BenchError
+from bench.faults import kill_point
 from bench.io import append_jsonl, atomic_write_text
 
-__all__ = ["epoch_seed", "evaluate", "train"]
+__all__ = ["Diverged", "Objective", "epoch_seed", "evaluate", "train"]
 
 Log = Callable[[str], None]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_SYNC_EVERY = 8  # under torchrun, ranks agree on a time-based checkpoint every 8 steps
+
+
+class Diverged(BenchError):
+    """The training loss became NaN or infinite: the run failed (nothing of it is saved)."""
 
 
 def _stderr(msg: str) -> None:
@@ -90,6 +108,11 @@ def _autocast(
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """Progress bars only on a terminal, unless the caller says."""
+    return progress if progress is not None else sys.stderr.isatty()
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -101,6 +124,7 @@ def evaluate(
     distributed: bool | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Top-1/top-5 accuracy (percent) and mean cross-entropy of `model` on `dataset`.
 
@@ -108,6 +132,7 @@ def evaluate(
     distributed (default: whether a process group is active): each rank scores a strided
     shard and the sums of loss, correct and count are all-reduced, so the result equals
     the single-process one. Every rank must call it then. Restores the model's train mode.
+    `progress`: a bar on stderr (None: when stderr is a terminal; rank 0 only).
     """
     device = torch.device(device)
     info = dist_info()
@@ -127,8 +152,9 @@ def evaluate(
     model.eval()
     # float64 sums: counts stay exact and the reduction order barely matters.
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, c1, c5, n, has5
+    bar = info.is_main and show_progress(progress)
     try:
-        for batch in loader:
+        for batch in tqdm(loader, desc="eval", disable=not bar, leave=False, file=sys.stderr):
             x, y = _xy(batch)
             x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
             with _autocast(device, amp_dtype):
@@ -183,6 +209,420 @@ class Objective:
         return a > b if self.higher_is_better else a < b
 
 
+# ---- one run: what it is made of, and where it stands ------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything fixed for one run of `train`."""
+
+    model: nn.Module
+    hp: TrainHParams
+    info: DistInfo
+    device: torch.device
+    objective: Objective
+    eval_sets: Mapping[str, Dataset]
+    select_on: str | None
+    run_dir: Path
+    say: Log
+    show_bar: bool
+    every: CheckpointEvery
+    before_step: Callable[[int], None] | None
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    sampler: DistributedSampler
+    batches: EpochBatches
+    loader_gen: torch.Generator
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler | None
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    net: nn.Module | None = None  # DDP/compiled wrapper, set once resumed
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: what latest.pt saves besides the model and optimizer."""
+
+    epoch: int = 0  # finished epochs (= the epoch now running, 0-based)
+    batch: int = 0  # batches of the running epoch already trained
+    step: int = 0
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # this rank's, so far
+    epoch_time: float = 0.0  # seconds of the running epoch spent in earlier segments
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    wall: float = 0.0
+    resumed_from: int | None = None
+    lr: float = 0.0
+
+
+def _data(train_set: Dataset, hp: TrainHParams, info: DistInfo, cuda: bool) -> dict[str, Any]:
+    """The sampler, batches and loader: data order a pure function of (seed, epoch)."""
+    per_rank_batch = hp.batch_size // info.world_size
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=hp.seed,
+        drop_last=False,
+    )
+    # A one-sample last batch would break BatchNorm in train mode: drop just that case.
+    drop_last = len(sampler) % per_rank_batch == 1 and len(sampler) > 1
+    seeded = hp.num_workers > 0
+    batches = EpochBatches(sampler, per_rank_batch, drop_last, seeded)
+    if len(batches) == 0:
+        raise BenchError("the training set is empty")
+    loader_gen = torch.Generator()
+    loader = DataLoader(
+        SeededSamples(train_set) if seeded else train_set,
+        batch_sampler=batches,
+        num_workers=hp.num_workers,
+        pin_memory=cuda,
+        generator=loader_gen,
+    )
+    return {"sampler": sampler, "batches": batches, "loader_gen": loader_gen, "loader": loader}
+
+
+def _setup(
+    model: nn.Module,
+    train_set: Dataset,
+    hp: TrainHParams,
+    device: torch.device,
+    info: DistInfo,
+    say: Log,
+) -> dict[str, Any]:
+    """Device placement, the data loader, optimizer, schedule and AMP scaler."""
+    cuda = device.type == "cuda"
+    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp and cuda else None
+    channels_last = hp.channels_last and cuda
+    for flag in ("amp", "channels_last"):
+        if getattr(hp, flag) and not cuda:
+            say(f"note: {flag} is CUDA-only; ignored on {device.type}")
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    data = _data(train_set, hp, info, cuda)
+    optimizer = build_optimizer(model, hp)
+    return {
+        **data,
+        "amp_dtype": amp_dtype,
+        "channels_last": channels_last,
+        "optimizer": optimizer,
+        "schedule": LRSchedule(optimizer, hp, len(data["batches"])),
+        "scaler": torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None,
+    }
+
+
+# ---- start or resume ---------------------------------------------------------------------
+
+
+def _start(run: _Run) -> _Progress:
+    """A fresh run: seed every RNG, clear what an earlier attempt left."""
+    seed_everything(run.hp.seed)
+    if run.info.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        run.path(METRICS_FILE).unlink(missing_ok=True)
+        run.path(BEST_FILE).unlink(missing_ok=True)
+    return _Progress()
+
+
+def _resume(run: _Run) -> _Progress | None:
+    """Restore everything latest.pt holds (None: there is none, start fresh)."""
+    latest, info = run.path(LATEST_FILE), run.info
+    # Rank 0 decides so that all ranks agree even if the file appears mid-way.
+    if not broadcast_object(latest.is_file() if info.is_main else None):
+        return None
+    ckpt = load_checkpoint(latest)
+    if TrainHParams.from_dict(ckpt["hparams"]) != run.hp:
+        raise BenchError(f"{latest} was written with different hparams; use a new run dir")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        run.schedule.load_state_dict(ckpt["schedule"])
+    except ValueError as e:
+        raise BenchError(f"cannot resume {latest}: {e}") from None
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    rng, partial = ckpt["rng"], ckpt.get("partial")
+    same_shape = len(rng) == info.world_size
+    if partial and not same_shape:
+        raise BenchError(
+            f"{latest} was written mid-epoch by {len(rng)} processes; resume it "
+            f"with {len(rng)}, not {info.world_size}"
+        )
+    if not same_shape:
+        run.say(f"note: resuming {len(rng)}-process RNG state on {info.world_size} processes")
+    restore_rng_state(rng[info.rank] if same_shape else rng[0])
+    prog = _Progress(
+        epoch=ckpt["epoch"],
+        batch=ckpt.get("batch", 0),
+        step=ckpt["step"],
+        history=ckpt["history"],
+        best=ckpt["best"],
+        wall=ckpt["wall_time_s"],
+        resumed_from=ckpt["epoch"],
+    )
+    if partial:
+        prog.sums, prog.epoch_time = list(partial["sums"][info.rank]), partial["time_s"]
+    if info.is_main:
+        # The checkpoint is the truth: drop a metrics line whose checkpoint never landed.
+        atomic_write_text(run.path(METRICS_FILE), "".join(_jsonl_line(r) for r in prog.history))
+    at = f" batch {prog.batch}/{run.steps_per_epoch}" if prog.batch else ""
+    run.say(f"resuming {run.run_dir} at epoch {prog.epoch}/{run.hp.epochs}{at} (step {prog.step})")
+    return prog
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (a full disk) names the file; atomic writes leave the previous one."""
+    try:
+        yield
+    except OSError as e:
+        raise BenchError(f"cannot write {path}: {e.strerror or e} (the previous "
+                         f"{path.name}, if any, is intact)") from e  # fmt: skip
+
+
+def _save_latest(run: _Run, prog: _Progress, partial: dict[str, Any] | None) -> None:
+    """latest.pt: the resume point (every rank takes part: the RNG states are gathered)."""
+    rng_states = all_gather_object(capture_rng_state())
+    if not run.info.is_main:
+        return
+    with _writing(run.path(LATEST_FILE)):
+        _save_latest_here(run, prog, partial, rng_states)
+
+
+def _save_latest_here(run: _Run, prog: _Progress, partial: dict[str, Any] | None,
+                      rng_states: list[Any]) -> None:  # fmt: skip
+    save_checkpoint(
+        run.path(LATEST_FILE),
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "schedule": run.schedule.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": rng_states,
+            "epoch": prog.epoch,
+            "batch": prog.batch,
+            "partial": partial,
+            "step": prog.step,
+            "history": prog.history,
+            "best": prog.best,
+            "wall_time_s": prog.wall,
+            "hparams": run.hp.to_dict(),
+            "world_size": run.info.world_size,
+        },
+    )
+
+
+# ---- one epoch -----------------------------------------------------------------------------
+
+
+def _step(run: _Run, batch: Any, step: int) -> torch.Tensor:
+    """One optimizer step; returns (loss * n, correct, n) of the batch as float64."""
+    assert run.net is not None
+    x, y = _xy(batch)
+    x, y = _to(x, run.device, run.channels_last), y.to(run.device, non_blocking=True)
+    if run.before_step is not None:
+        run.before_step(step)
+    with _autocast(run.device, run.amp_dtype):
+        out = run.net(x)
+        loss = run.criterion(out.float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    with torch.no_grad():
+        n = torch.tensor(float(len(y)), dtype=torch.float64, device=run.device)
+        if run.objective.train_accuracy:
+            correct = out.argmax(1).eq(y).sum().double()
+        else:
+            correct = torch.zeros((), dtype=torch.float64, device=run.device)
+        return torch.stack([loss.detach().double() * n, correct, n])
+
+
+def _due(run: _Run, prog: _Progress, since_s: float) -> bool:
+    """Whether to checkpoint now, inside the epoch (all ranks agree)."""
+    if prog.batch >= run.steps_per_epoch:
+        return False  # the epoch end checkpoints anyway
+    every = run.every
+    if every.batches is not None and prog.batch % every.batches == 0:
+        return True
+    if every.seconds is None:
+        return False
+    if not run.info.enabled:
+        return since_s >= every.seconds
+    if prog.step % _SYNC_EVERY:
+        return False
+    flag = torch.tensor([float(since_s >= every.seconds)], device=run.device)
+    return all_reduce_sum(flag).item() > 0
+
+
+def _check_finite(loss_sum: float, prog: _Progress) -> None:
+    if not math.isfinite(loss_sum):
+        # Nothing useful can follow, and NaN is not JSON: stop before writing anything.
+        raise Diverged(
+            f"training diverged in epoch {prog.epoch + 1} by step {prog.step} "
+            f"(loss {loss_sum}); lower the lr?"
+        )
+
+
+def _checkpoint_mid_epoch(run: _Run, prog: _Progress, sums: torch.Tensor, t0: float) -> None:
+    every_rank = all_gather_object(sums.tolist())
+    _check_finite(sum(s[0] for s in every_rank), prog)
+    partial = {"sums": every_rank, "time_s": prog.epoch_time + time.perf_counter() - t0}
+    _save_latest(run, prog, partial)
+
+
+def _train_epoch(run: _Run, prog: _Progress) -> tuple[torch.Tensor, float]:
+    """Train the running epoch from `prog.batch` on; returns its summed (loss * n, correct,
+    n) over this rank and its wall time, checkpointing inside it when due."""
+    assert run.net is not None
+    t0 = last = time.perf_counter()
+    epoch, hp = prog.epoch, run.hp
+    run.sampler.set_epoch(epoch)
+    run.loader_gen.manual_seed(epoch_seed(hp.seed, epoch))
+    run.batches.key, run.batches.start = epoch_seed(hp.seed, epoch, "sample"), prog.batch
+    run.net.train()
+    sums = torch.tensor(prog.sums, dtype=torch.float64, device=run.device)
+    bar = tqdm(
+        run.loader,
+        desc=f"epoch {epoch + 1}/{hp.epochs}",
+        total=run.steps_per_epoch,
+        initial=prog.batch,
+        disable=not run.show_bar,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for batch in bar:
+        prog.lr = run.schedule.apply(prog.step)
+        sums += _step(run, batch, prog.step)
+        prog.step, prog.batch = prog.step + 1, prog.batch + 1
+        kill_point("train.step")
+        if run.show_bar and (prog.batch % 10 == 1 or prog.batch == run.steps_per_epoch):
+            bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.3f}", lr=f"{prog.lr:.4g}")
+        if _due(run, prog, time.perf_counter() - last):
+            _checkpoint_mid_epoch(run, prog, sums, t0)
+            last = time.perf_counter()
+    bar.close()
+    return sums, prog.epoch_time + time.perf_counter() - t0
+
+
+# ---- the end of an epoch -------------------------------------------------------------------
+
+
+def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
+    # The default evaluation shows a bar; a task's own evaluate keeps its signature.
+    extra = {"progress": run.show_bar} if run.objective.evaluate is evaluate else {}
+    return {
+        name: run.objective.evaluate(
+            run.model,
+            ds,
+            run.device,
+            run.hp.eval_batch_size,
+            num_workers=run.hp.num_workers,
+            distributed=run.info.enabled,
+            amp_dtype=run.amp_dtype,
+            channels_last=run.channels_last,
+            **extra,
+        )
+        for name, ds in run.eval_sets.items()
+    }
+
+
+def _select(run: _Run, prog: _Progress, evals: dict[str, dict[str, Any]]) -> bool:
+    """Update the best epoch on the selection split; whether this epoch is it."""
+    if run.select_on is None:
+        return False
+    metric = run.objective.metric
+    score = evals[run.select_on][metric]
+    # Ties keep the earlier epoch.
+    if prog.best is not None and not run.objective.better(score, prog.best["score"]):
+        return False
+    prog.best = {
+        "epoch": prog.epoch,
+        "on": run.select_on,
+        "metric": metric,
+        "score": score,
+        metric: score,
+        "metrics": evals,
+    }
+    return True
+
+
+def _end_epoch(run: _Run, prog: _Progress, sums: torch.Tensor, t0: float, dt: float) -> None:
+    """Reduce the epoch's sums, evaluate, select, checkpoint, log."""
+    broadcast_buffers(run.model)  # one set of BN running stats for eval and the checkpoint
+    all_reduce_sum(sums)
+    loss_sum, correct_sum, n_sum = sums.tolist()
+    _check_finite(loss_sum, prog)
+    train_metrics = {"loss": loss_sum / n_sum, "n": int(n_sum)}
+    if run.objective.train_accuracy:
+        train_metrics["top1"] = 100.0 * correct_sum / n_sum
+    evals = _evaluate_all(run)
+    dt += time.perf_counter() - t0
+    prog.epoch, prog.batch, prog.sums, prog.epoch_time = prog.epoch + 1, 0, [0.0] * 3, 0.0
+    prog.wall += dt
+    record = {
+        "epoch": prog.epoch,
+        "step": prog.step,
+        "lr": prog.lr,
+        "train": train_metrics,
+        "eval": evals,
+        "time_s": dt,
+    }
+    prog.history.append(record)
+    improved = _select(run, prog, evals)
+    if improved and run.info.is_main:
+        best = {"model": run.model.state_dict(), "epoch": prog.epoch,
+                "select_on": run.select_on, "metrics": evals}  # fmt: skip
+        with _writing(run.path(BEST_FILE)):
+            save_checkpoint(run.path(BEST_FILE), best)
+    _save_latest(run, prog, None)  # every rank's RNG, at the very end of the epoch
+    if run.info.is_main:
+        with _writing(run.path(METRICS_FILE)):
+            append_jsonl(run.path(METRICS_FILE), record)
+    evals_text = " | ".join(f"{k} {_fmt(v)}" for k, v in evals.items())
+    run.say(
+        f"epoch {prog.epoch}/{run.hp.epochs} step {prog.step} lr {prog.lr:.4g} "
+        f"train {_fmt(train_metrics)}"
+        + (f" | {evals_text}" if evals_text else "")
+        + f" | {dt:.1f}s"
+    )
+
+
+def _result(run: _Run, prog: _Progress, stopped: bool) -> dict[str, Any]:
+    done, history, best = len(prog.history), prog.history, prog.best
+    return {
+        "complete": done >= run.hp.epochs and not stopped,
+        "epochs": done,
+        "steps": prog.step,
+        "steps_per_epoch": run.steps_per_epoch,
+        "world_size": run.info.world_size,
+        "wall_time_s": prog.wall,
+        "final": history[-1]["eval"] if history else {},
+        "final_train": history[-1]["train"] if history else {},
+        "best": best,
+        "history": history,
+        "resumed_from": prog.resumed_from,
+        "run_dir": str(run.run_dir),
+        "latest_checkpoint": str(run.path(LATEST_FILE)),
+        "best_checkpoint": str(run.path(BEST_FILE)) if best is not None else None,
+    }
+
+
 def train(
     model: nn.Module,
     train_set: Dataset,
@@ -198,6 +638,7 @@ def train(
     progress: bool | None = None,
     objective: Objective | None = None,
     before_step: Callable[[int], None] | None = None,
+    checkpoint: CheckpointEvery | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place for `hp.epochs` epochs, resuming from run_dir/latest.pt.
 
@@ -207,18 +648,17 @@ def train(
     ranks call this with the same (shared) `run_dir`, and `hp.batch_size` is the global
     batch. `stop_after_epoch` stops after that many epochs, as a kill would (the result
     then says complete=False). The caller writes result.json from the returned dict:
-    complete, epochs, steps, steps_per_epoch, world_size, wall_time_s, final (eval
-    metrics of the last epoch), final_train, best ({epoch, on, top1, metrics} or None),
-    history, resumed_from, and the checkpoint paths.
+    complete, epochs, steps, steps_per_epoch, world_size, wall_time_s (summed over every
+    segment of a resumed run), final (eval metrics of the last epoch), final_train, best
+    ({epoch, on, top1, metrics} or None), history, resumed_from, and the checkpoint paths.
 
     `objective` swaps the loss, evaluation and selection metric (default classification);
     `before_step(step)` runs before every optimizer step (a supernet samples its mask
-    there; any randomness it draws from torch's RNG is restored on resume).
+    there; any randomness it draws from torch's RNG is restored on resume). `checkpoint`:
+    when to save inside an epoch (default: `checkpoint_every()`, from the environment).
+    Raises `Diverged` when the loss stops being finite.
     """
-    objective = objective or Objective()
-    device = torch.device(device)
-    info = dist_info()
-    run_dir = Path(run_dir)
+    objective, device, info = objective or Objective(), torch.device(device), dist_info()
     say: Log = (log or _stderr) if info.is_main else (lambda _msg: None)
     if select_on is not None and select_on not in eval_sets:
         raise BenchError(f"select_on {select_on!r} is not an eval set ({', '.join(eval_sets)})")
@@ -226,249 +666,35 @@ def train(
         raise BenchError(
             f"batch_size {hp.batch_size} does not split over {info.world_size} processes"
         )
-
-    cuda = device.type == "cuda"
-    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp and cuda else None
-    channels_last = hp.channels_last and cuda
-    for flag in ("amp", "channels_last"):
-        if getattr(hp, flag) and not cuda:
-            say(f"note: {flag} is CUDA-only; ignored on {device.type}")
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-
-    # Data order: a pure function of (seed, epoch), see the module docstring.
-    per_rank_batch = hp.batch_size // info.world_size
-    sampler = DistributedSampler(
-        train_set,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=True,
-        seed=hp.seed,
-        drop_last=False,
-    )
-    loader_gen = torch.Generator()
-    loader = DataLoader(
-        train_set,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        num_workers=hp.num_workers,
-        pin_memory=cuda,
-        # A one-sample last batch would break BatchNorm in train mode: drop just that case.
-        drop_last=len(sampler) % per_rank_batch == 1 and len(sampler) > 1,
-        generator=loader_gen,
-    )
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise BenchError("the training set is empty")
-
-    optimizer = build_optimizer(model, hp)
-    schedule = LRSchedule(optimizer, hp, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
-
-    latest, best_path, metrics_path = (
-        run_dir / LATEST_FILE,
-        run_dir / BEST_FILE,
-        run_dir / METRICS_FILE,
-    )
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    start_epoch = step = 0
-    wall = 0.0
-    resumed_from = None
-    # Rank 0 decides so that all ranks agree even if the file appears mid-way.
-    if broadcast_object(latest.is_file() if info.is_main else None):
-        ckpt = load_checkpoint(latest)
-        if TrainHParams.from_dict(ckpt["hparams"]) != hp:
-            raise BenchError(f"{latest} was written with different hparams; use a new run dir")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        try:
-            schedule.load_state_dict(ckpt["schedule"])
-        except ValueError as e:
-            raise BenchError(f"cannot resume {latest}: {e}") from None
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        rng = ckpt["rng"]
-        if len(rng) != info.world_size:
-            say(f"note: resuming {len(rng)}-process RNG state on {info.world_size} processes")
-        restore_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
-        start_epoch, step = ckpt["epoch"], ckpt["step"]
-        history, best, wall = ckpt["history"], ckpt["best"], ckpt["wall_time_s"]
-        resumed_from = start_epoch
-        if info.is_main:
-            # The checkpoint is the truth: drop a metrics line whose checkpoint never landed.
-            lines = "".join(_jsonl_line(r) for r in history)
-            atomic_write_text(metrics_path, lines)
-        say(f"resuming {run_dir} at epoch {start_epoch}/{hp.epochs} (step {step})")
-    else:
-        seed_everything(hp.seed)
-        if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            metrics_path.unlink(missing_ok=True)
-            best_path.unlink(missing_ok=True)
-
-    net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)
-    if hp.compile:
-        net = torch.compile(net)
     criterion = objective.loss or nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
-    show_bar = info.is_main and (progress if progress is not None else sys.stderr.isatty())
+    run = _Run(
+        model,
+        hp,
+        info,
+        device,
+        objective,
+        eval_sets,
+        select_on,
+        Path(run_dir),
+        say,
+        info.is_main and show_progress(progress),
+        checkpoint or checkpoint_every(),
+        before_step,
+        criterion=criterion,
+        **_setup(model, train_set, hp, device, info, say),
+    )
+    prog = _resume(run) or _start(run)
+    net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)
+    run.net = torch.compile(net) if hp.compile else net
     stopped = False
-
-    for epoch in range(start_epoch, hp.epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        loader_gen.manual_seed(epoch_seed(hp.seed, epoch))
-        net.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
-        lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{hp.epochs}",
-            disable=not show_bar,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        for i, batch in enumerate(bar):
-            x, y = _xy(batch)
-            x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
-            lr = schedule.apply(step)
-            if before_step is not None:
-                before_step(step)
-            with _autocast(device, amp_dtype):
-                out = net(x)
-                loss = criterion(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            step += 1
-            with torch.no_grad():
-                n = float(len(y))
-                correct = (
-                    out.argmax(1).eq(y).sum()
-                    if objective.train_accuracy
-                    else torch.zeros((), device=device)
-                )
-                sums += torch.stack(
-                    [loss.detach().double() * n, correct.double(), sums.new_tensor(n)]
-                )
-            if show_bar and (i % 10 == 0 or i == steps_per_epoch - 1):
-                bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.3f}", lr=f"{lr:.4g}")
-        bar.close()
-        broadcast_buffers(model)  # one set of BN running stats for eval and the checkpoint
-        all_reduce_sum(sums)
-        loss_sum, correct_sum, n_sum = sums.tolist()
-        if not math.isfinite(loss_sum):
-            # Nothing useful can follow, and NaN is not JSON: stop before writing anything.
-            raise BenchError(f"training diverged in epoch {epoch + 1} (loss {loss_sum}); lower lr?")
-        train_metrics = {"loss": loss_sum / n_sum, "n": int(n_sum)}
-        if objective.train_accuracy:
-            train_metrics["top1"] = 100.0 * correct_sum / n_sum
-        evals = {
-            name: objective.evaluate(
-                model,
-                ds,
-                device,
-                hp.eval_batch_size,
-                num_workers=hp.num_workers,
-                distributed=info.enabled,
-                amp_dtype=amp_dtype,
-                channels_last=channels_last,
-            )
-            for name, ds in eval_sets.items()
-        }
-        dt = time.perf_counter() - t0
-        wall += dt
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": lr,
-            "train": train_metrics,
-            "eval": evals,
-            "time_s": dt,
-        }
-        history.append(record)
-        improved = False
-        if select_on is not None:
-            score = evals[select_on][objective.metric]
-            # Ties keep the earlier epoch.
-            if best is None or objective.better(score, best["score"]):
-                best = {
-                    "epoch": epoch + 1,
-                    "on": select_on,
-                    "metric": objective.metric,
-                    "score": score,
-                    objective.metric: score,
-                    "metrics": evals,
-                }
-                improved = True
-
-        # Every rank's RNG, gathered at the very end of the epoch (after eval).
-        rng_states = all_gather_object(capture_rng_state())
-        if info.is_main:
-            weights = model.state_dict()
-            if improved:
-                save_checkpoint(
-                    best_path,
-                    {
-                        "model": weights,
-                        "epoch": epoch + 1,
-                        "select_on": select_on,
-                        "metrics": evals,
-                    },
-                )
-            save_checkpoint(
-                latest,
-                {
-                    "model": weights,
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": rng_states,
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "history": history,
-                    "best": best,
-                    "wall_time_s": wall,
-                    "hparams": hp.to_dict(),
-                    "world_size": info.world_size,
-                },
-            )
-            append_jsonl(metrics_path, record)
-        evals_text = " | ".join(f"{k} {_fmt(v)}" for k, v in evals.items())
-        say(
-            f"epoch {epoch + 1}/{hp.epochs} step {step} lr {lr:.4g} "
-            f"train {_fmt(train_metrics)}"
-            + (f" | {evals_text}" if evals_text else "")
-            + f" | {dt:.1f}s"
-        )
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < hp.epochs:
+    while prog.epoch < hp.epochs:
+        sums, dt = _train_epoch(run, prog)
+        _end_epoch(run, prog, sums, time.perf_counter(), dt)
+        if stop_after_epoch is not None and stop_after_epoch <= prog.epoch < hp.epochs:
             stopped = True
             break
-
     barrier()  # files are complete on every rank's return
-    done = len(history)
-    return {
-        "complete": done >= hp.epochs and not stopped,
-        "epochs": done,
-        "steps": step,
-        "steps_per_epoch": steps_per_epoch,
-        "world_size": info.world_size,
-        "wall_time_s": wall,
-        "final": history[-1]["eval"] if history else {},
-        "final_train": history[-1]["train"] if history else {},
-        "best": best,
-        "history": history,
-        "resumed_from": resumed_from,
-        "run_dir": str(run_dir),
-        "latest_checkpoint": str(latest),
-        "best_checkpoint": str(best_path) if best is not None else None,
-    }
+    return _result(run, prog, stopped)
 
 
 def _jsonl_line(record: Mapping[str, Any]) -> str:

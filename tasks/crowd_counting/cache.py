@@ -4,8 +4,10 @@ A cache file is reused only when its attributes match what is asked for now: the
 settings (kernel, sigma, beta, neighbours, border, outside policy, truncate), the format
 version, the image size and the sha256 of the annotation file. Anything else (other
 parameters, an edited .mat, a half-finished older format) is rebuilt, never reused.
-Files are written to a temporary name and renamed, so a reader never sees half a file
-and concurrent builders cannot corrupt one.
+Files are written to a temporary name, fsynced and renamed (bench.io.atomic_path), so a
+reader never sees half a file, concurrent builders cannot corrupt one, and a failed write
+(a full disk) leaves the previous file; what a killed builder left is removed the next
+time that map is built.
 
 Location: beside the annotations (ground_truth/GT_IMG_n.density.h5) when that folder is
 writable, else under the cache folder ($TICKETBENCH_CACHE or ~/.cache/ticketbench, the
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ import h5py
 import numpy as np
 
 from bench.errors import BenchError
+from bench.faults import kill_point
+from bench.io import atomic_path, remove_stale_temps
 from bench.paths import default_cache_dir, file_sha256
 from tasks.crowd_counting.data import Sample, image_shape, read_points
 from tasks.crowd_counting.density import DensitySpec, density_map
@@ -103,25 +106,18 @@ def _read_entry(path: Path, wanted: dict) -> CacheEntry | None:
 
 
 def _write(path: Path, density: np.ndarray, attrs: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset(
-                DATASET,
-                data=density.astype(np.float32),
-                chunks=True,
-                compression="gzip",
-                compression_opts=4,
-                shuffle=True,
-            )
-            for k, v in attrs.items():
-                f.attrs[k] = v
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    remove_stale_temps(path.parent, path.name)  # a killed builder's leftovers
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset(
+            DATASET,
+            data=density.astype(np.float32),
+            chunks=True,
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        for k, v in attrs.items():
+            f.attrs[k] = v
 
 
 def cached_density(sample: Sample, spec: DensitySpec, cache_dir: Path | None = None) -> CacheEntry:
@@ -133,6 +129,7 @@ def cached_density(sample: Sample, spec: DensitySpec, cache_dir: Path | None = N
     if entry is not None:
         return entry
     dm = density_map(read_points(sample.annotation), shape, spec)
+    kill_point("density.map")
     attrs = {
         **wanted,
         "annotated": dm.annotated,

@@ -15,10 +15,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, say
 from bench.cell import run_cell as bench_run_cell
 from bench.engine.distributed import barrier, dist_info
+from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
 from bench.pretrained import SCRATCH, Init
@@ -74,21 +77,39 @@ def load_splits(dataset: str, data_root: Path | None, options: CrowdOptions) -> 
 
 
 def build_caches(
-    splits: Splits, spec: DensitySpec, cache_dir: Path | None
+    splits: Splits, spec: DensitySpec, cache_dir: Path | None, progress: bool | None = None
 ) -> dict[str, list[CacheEntry]]:
     """Every density map, built by rank 0 first (the other ranks then reuse the files)."""
     info = dist_info()
+
+    def build(bar: bool) -> dict[str, list[CacheEntry]]:
+        todo = [(k, s) for k, v in splits.as_dict().items() for s in v]
+        out: dict[str, list[CacheEntry]] = {k: [] for k in splits.as_dict()}
+        for k, s in tqdm(todo, desc="density maps", disable=not bar, leave=False):
+            out[k].append(cached_density(s, spec, cache_dir))
+        return out
+
     entries: dict[str, list[CacheEntry]] = {}
     if info.is_main:
-        entries = {
-            k: [cached_density(s, spec, cache_dir) for s in v] for k, v in splits.as_dict().items()
-        }
+        entries = build(show_progress(progress))
     barrier()
     if not info.is_main:
-        entries = {
-            k: [cached_density(s, spec, cache_dir) for s in v] for k, v in splits.as_dict().items()
-        }
+        entries = build(False)
     return entries
+
+
+class _Counted(Dataset):
+    """`base` with a progress bar advanced per item read (a loader without workers)."""
+
+    def __init__(self, base: Dataset, bar: tqdm) -> None:
+        self.base, self.bar = base, bar
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        self.bar.update()
+        return self.base[i]
 
 
 def _items(samples: list[Sample], entries: list[CacheEntry]) -> list[Item]:
@@ -172,7 +193,7 @@ class CrowdCell(Cell):
     def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
         opts = self.opts
         cache_dir = Path(opts.cache_dir) if opts.cache_dir else None
-        self.entries = entries = build_caches(self.splits, self.spec, cache_dir)
+        self.entries = entries = build_caches(self.splits, self.spec, cache_dir, self.progress)
         outside = sum(e.outside for es in entries.values() for e in es)
         if outside and dist_info().is_main:
             action = "clipped to the border" if self.spec.outside == "clip" else "left out"
@@ -208,7 +229,11 @@ class CrowdCell(Cell):
         )
 
     def score(self, fitted: Fitted, device: str) -> Scored:
-        test = evaluate_counts(fitted.model, self.test_set, device)
+        info = dist_info()
+        show = info.is_main and show_progress(self.progress)
+        n = len(range(info.rank, len(self.test_set), info.world_size))  # this rank's shard
+        with tqdm(total=n, desc="test", disable=not show, leave=False) as bar:
+            test = evaluate_counts(fitted.model, _Counted(self.test_set, bar), device)
         out = fitted.facts
         extras = {
             "rmse": test["rmse"],

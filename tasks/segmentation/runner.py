@@ -7,6 +7,15 @@
   and numbers, and turns it back into HistoryBuffers after loading: every checkpoint the
   suite writes loads with `weights_only=True`, and nothing is ever loaded unsafely.
 - `MetricsHook` keeps the last validation metrics for the result record.
+- `ExactResumeHook` makes a killed and resumed run end where an uninterrupted one ends:
+  validation leaves the global RNGs as it found them, and each checkpoint carries torch's
+  RNG state (restored on resume; augmentation draws numpy's, which mmengine's replay of
+  the skipped batches restores) and the training time so far (wall time sums segments).
+- `FiniteLossHook` stops a run whose loss is no longer finite (`Diverged`: the cell
+  records the run as failed) before that iteration is checkpointed.
+- `AtomicRunner` writes each checkpoint to a temporary file, fsyncs and renames it
+  (bench.io.atomic_path): a kill mid-write never leaves a truncated iter_N.pth, and the
+  resume point (`resume_point`) survives a torn `last_checkpoint` pointer.
 - `run_runner` trains (resuming when asked), picks the device, and shuts the data-loader
   workers down afterwards: left alive, they stall the next Runner in the process about 5 s
   per worker.
@@ -15,6 +24,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.engine.checkpoint import capture_rng_state, restore_rng_state
+from bench.engine.distributed import all_reduce_sum, is_main_process
+from bench.engine.loop import Diverged
 from bench.errors import BenchError
+from bench.faults import kill_point
+from bench.io import atomic_path
 from tasks.segmentation import compat
 
 compat.ensure()
@@ -46,6 +62,7 @@ _UPSTREAM_NOISE = (
 )
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer file in the work_dir
 _BUFFER_TAG = "__history_buffer__"
+_ITER_FILE = re.compile(r"iter_(\d+)\.pth")
 
 
 def _plain(obj: Any) -> Any:
@@ -110,6 +127,89 @@ class MetricsHook(Hook):
         self.iter = runner.iter
 
 
+class ExactResumeHook(Hook):
+    """Bit-exact resume and the wall time of every segment (see the module docstring)."""
+
+    priority = "LOWEST"  # after_train_iter: after the CheckpointHook has saved
+
+    def __init__(self) -> None:
+        self.before = 0.0  # training seconds of earlier segments
+        self.t0 = time.perf_counter()
+        self.rng: dict[str, Any] | None = None
+
+    def wall_time_s(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def before_train(self, runner: Runner) -> None:
+        self.t0 = time.perf_counter()
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch=None, outputs=None):  # noqa: ANN001
+        kill_point("seg.iter")
+
+    def before_val(self, runner: Runner) -> None:
+        self.rng = capture_rng_state()
+
+    def after_val(self, runner: Runner) -> None:
+        if self.rng is not None:
+            restore_rng_state(self.rng)
+            self.rng = None
+
+    def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        state = capture_rng_state()
+        meta = checkpoint.setdefault("meta", {})
+        meta["bench_rng"] = {"torch": state["torch"], "cuda": state["cuda"]}
+        meta["bench_wall_time_s"] = self.wall_time_s()
+
+    def after_load_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        meta = checkpoint.get("meta") or {}
+        if "bench_rng" in meta:
+            torch.set_rng_state(meta["bench_rng"]["torch"])
+            cuda = meta["bench_rng"]["cuda"]
+            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        self.before = float(meta.get("bench_wall_time_s", 0.0))
+
+
+class FiniteLossHook(Hook):
+    """Stops the run (`Diverged`) at the first NaN or infinite training loss, on every rank
+    alike and before the checkpoint of that iteration is saved."""
+
+    priority = "NORMAL"  # after_train_iter: before the CheckpointHook (VERY_LOW)
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch=None, outputs=None):  # noqa: ANN001
+        loss = (outputs or {}).get("loss")
+        if loss is None:
+            return
+        loss = torch.as_tensor(loss).detach().float().reshape(1)
+        if all_reduce_sum((~torch.isfinite(loss)).float()).item():
+            raise Diverged(f"training diverged at iteration {runner.iter + 1} (loss "
+                           f"{loss.item()}); lower the lr?")  # fmt: skip
+
+
+class AtomicRunner(Runner):
+    """A Runner whose checkpoints appear whole or not at all."""
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
+        if not is_main_process():
+            return  # mmengine saves on rank 0 only
+        with atomic_path(Path(out_dir) / filename) as tmp:
+            super().save_checkpoint(str(tmp.parent), tmp.name, *args, **kwargs)
+
+
+def resume_point(work_dir: str | Path) -> Path | None:
+    """The checkpoint to resume from: the one `last_checkpoint` names, else (a pointer torn
+    by a kill, or never written) the newest iter_N.pth; None when there is none."""
+    work_dir = Path(work_dir)
+    pointer = work_dir / LAST_CHECKPOINT
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    if named and Path(named).is_file():
+        return Path(named)
+    found = [
+        (int(m[1]), p) for p in work_dir.glob("iter_*.pth") if (m := _ITER_FILE.fullmatch(p.name))
+    ]
+    return max(found)[1] if found else None
+
+
 @contextlib.contextmanager
 def mmengine_device(device: str) -> Iterator[None]:
     """Run mmengine on `device` ("cpu", "cuda" or "cuda:N").
@@ -147,45 +247,37 @@ def shutdown_loaders(runner: Runner) -> None:
                 holder._iterator = None
 
 
-def has_checkpoint(work_dir: str | Path) -> bool:
-    """Whether the Runner left a checkpoint to resume from in `work_dir`."""
-    pointer = Path(work_dir) / LAST_CHECKPOINT
-    if not pointer.is_file():
-        return False
-    target = pointer.read_text().strip()
-    return bool(target) and Path(target).is_file()
-
-
 def run_runner(
     cfg: Any,
     *,
     device: str = "cpu",
-    resume: bool = False,
+    resume_from: Path | None = None,
     hooks: Sequence[Hook] = (),
-) -> tuple[Runner, dict[str, float]]:
-    """Build a Runner from `cfg`, train (resuming from its work_dir's last checkpoint if
-    `resume`), and return it with the final validation metrics.
+) -> tuple[Runner, dict[str, float], float]:
+    """Build a Runner from `cfg`, train (resuming from checkpoint `resume_from` if given),
+    and return it with the final validation metrics and the training time of every
+    segment of the run so far.
 
     When the last checkpoint is already at max_iters (a crash after training but before
     the record was written), it validates that checkpoint instead of training again.
     """
     cfg = cfg.copy()
-    cfg.resume = bool(resume)
+    cfg.resume = resume_from is not None
+    cfg.load_from = None if resume_from is None else str(resume_from)
     with mmengine_device(device), warnings.catch_warnings():
         for text in _UPSTREAM_NOISE:
             warnings.filterwarnings("ignore", message=text, category=UserWarning)
-        runner = Runner.from_cfg(cfg)
-        capture = MetricsHook()
-        runner.register_hook(PlainCheckpointHook())
-        runner.register_hook(capture)
-        for hook in hooks:
+        runner = AtomicRunner.from_cfg(cfg)
+        capture, exact = MetricsHook(), ExactResumeHook()
+        for hook in (PlainCheckpointHook(), FiniteLossHook(), capture, exact, *hooks):
             runner.register_hook(hook)
         try:
             runner.train()
+            wall = exact.wall_time_s()
             if capture.metrics is None or capture.iter != runner.iter:
                 runner.val()
         finally:
             shutdown_loaders(runner)
     if capture.metrics is None:
         raise RuntimeError("validation produced no metrics")
-    return runner, capture.metrics
+    return runner, capture.metrics, wall

@@ -173,17 +173,17 @@ class SegCell(Cell):
         return CostSpec((1, 3, *self.hp.crop), latency=latency)
 
     def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
-        from tasks.segmentation.runner import has_checkpoint, run_runner
+        from tasks.segmentation.runner import resume_point, run_runner
 
         if init.path is not None:
             check_ticket(init.path, self.ticket)
         cfg = self._config(self.ticket, plan.path, device, init)
         cfg.log_level = str(self.options.get("log_level", cfg.log_level))
-        runner, metrics = run_runner(
-            cfg, device=device, resume=has_checkpoint(plan.path), hooks=self.hooks
+        runner, metrics, wall = run_runner(
+            cfg, device=device, resume_from=resume_point(plan.path), hooks=self.hooks
         )
         segmentor = runner.model.module if hasattr(runner.model, "module") else runner.model
-        facts = {"metrics": metrics, "iters": runner.iter}
+        facts = {"metrics": metrics, "iters": runner.iter, "wall_time_s": wall}
         facts["config"] = Path(runner.cfg.filename).stem
         return Fitted(True, segmentor, segmentor.backbone.init_report, facts)
 
