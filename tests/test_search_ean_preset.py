@@ -78,11 +78,12 @@ def test_ean_seed_and_sharing_defaults_only_when_not_given() -> None:
     (setup,) = _resolve("imagenet", "resnet50-dia", *argv)
     assert (setup.config.sharing, setup.config.sam_args) == ("stage", {"reduction": 20})
     # The short preset keeps its defaults: per-block SAMs, the SAM's own options, seed 0.
-    (setup,) = _resolve("imagenet", "resnet50-dia")
+    (setup,) = _resolve("imagenet", "resnet50-dia", "--preset", "short")
     assert (setup.config.sharing, setup.config.sam_args, setup.seed) == ("block", {}, 0)
     (setup,) = _resolve(
-        "imagenet", "resnet50-dia", "--sharing", "stage", "--sam-arg", "reduction=4"
-    )
+        "imagenet", "resnet50-dia", "--preset", "short", "--sharing", "stage",
+        "--sam-arg", "reduction=4",
+    )  # fmt: skip
     assert (setup.config.sharing, setup.config.sam_args) == ("stage", {"reduction": 4})
     # The direct API reads None as "not given" too; the preset carries the seed.
     setup = resolve_search("imagenet", "resnet50-dia", preset="ean")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from bench.errors import BenchError
 from bench.io import read_json, read_jsonl
 from bench.models.resnet import ModelConfig, build_model
 from bench.search.cli import add_search_args, cmd_search
+from bench.search.config import SearchConfig
 from bench.search.hparams import SupernetHParams, resolve_preset
 from bench.search.run import config_hash, run_search
 from bench.search.supernet import MaskSampler, sample_mask, train_supernet
@@ -164,19 +166,73 @@ def test_random_search_with_successive_halving(
 
 
 def test_bad_input_fails_before_any_work(tmp_path: Path, search_fmnist_root: Path) -> None:
+    """Every setting is checked before data is read or the supernet trains: one line
+    naming the flag, nothing written (the out root stays empty)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (a_file := tmp_path / "file").write_text("x")
+    (a_dir := tmp_path / "dir.json").mkdir()
     bad = [
         ({"strategy": "annealing"}, "unknown search strategy"),
         ({"preset": "long"}, "unknown search preset"),
         ({"budget": 0}, "budget must be >= 1"),
         ({"save_ticket": tmp_path / "t.txt"}, "expected a .json path"),
+        ({"save_ticket": a_dir}, "--save-ticket .*is a directory"),
         ({"search_overrides": {"bogus": 1}}, "unknown SearchHParams field"),
+        ({"heldout": 0}, "--heldout 0: a search scores .* at least 1 image"),
+        ({"heldout": "0/class"}, "--heldout 0/class: .* at least 1 image"),
+        ({"heldout": "ten"}, "--heldout: held-out size 'ten'"),
+        ({"mode": "redo"}, "--mode 'redo'"),
+        ({"device": "tpu:x"}, "--device 'tpu:x'"),
+        ({"out_root": a_file}, "--out .*file: expected a directory"),
+        ({"data_root": tmp_path / "nowhere"}, "--data-root .*nowhere: no such directory"),
+        ({"image_size": 0}, "--image-size 0"),
+        ({"split_seed": -1}, "split seed -1"),
+        ({"seed": 2**64}, "--seeds 18446744073709551616"),
     ]
     for kwargs, msg in bad:
-        with pytest.raises(BenchError, match=msg):
-            run_search(DATASET, MODEL, out_root=tmp_path, data_root=search_fmnist_root, **kwargs)
+        settings = {"out_root": out, "data_root": search_fmnist_root, **kwargs}
+        with pytest.raises(BenchError, match=msg) as e:
+            run_search(DATASET, MODEL, **settings)
+        assert "\n" not in str(e.value)
     with pytest.raises(BenchError, match="needs a SAM"):
-        run_search(DATASET, "resnet20", out_root=tmp_path, data_root=search_fmnist_root)
-    assert not any(tmp_path.iterdir())
+        run_search(DATASET, "resnet20", out_root=out, data_root=search_fmnist_root)
+    assert not any(out.iterdir())
+
+
+def test_config_object_and_wall_time_of_every_segment(
+    tmp_path: Path, search_fmnist_root: Path, search_supernet_runs: Path
+) -> None:
+    """A search as one SearchConfig; stopped and resumed, result.json's wall time is the
+    supernet's plus every search segment's (not the last segment's alone)."""
+    out = _runs(tmp_path, search_supernet_runs)
+    fields = {k: v for k, v in TINY.items() if k not in ("log", "progress")}
+    config = SearchConfig(
+        DATASET, MODEL, out_root=out, data_root=search_fmnist_root, iters=4, budget=12, **fields
+    )
+    pause = 1.0
+
+    def slow(_msg: str) -> None:  # the first segment logs before its first checkpoint
+        time.sleep(pause)
+
+    none, run_dir = run_search(config, log=slow, progress=False, stop_after_steps=2)
+    assert none is None
+    first = torch.load(run_dir / "search_state.pt", weights_only=True)
+    assert first["segments"] == 1 and first["elapsed_s"] >= pause
+    t0 = time.perf_counter()
+    path, again = _search(out, search_fmnist_root, iters=4, budget=12)  # the keyword form
+    second = time.perf_counter() - t0
+    assert again == run_dir and path == run_dir / "ticket.json"
+    res = read_json(run_dir / "result.json")
+    (sup,) = out.glob("supernet_*")
+    assert res["supernet_wall_time_s"] == read_json(sup / "result.json")["wall_time_s"] > 0
+    assert res["search_segments"] == 2 and res["resumed_from"] == 2
+    assert first["elapsed_s"] < res["search_wall_time_s"] < first["elapsed_s"] + second
+    assert res["wall_time_s"] == pytest.approx(
+        res["supernet_wall_time_s"] + res["search_wall_time_s"]
+    )
+    with pytest.raises(TypeError, match="in the SearchConfig"):
+        run_search(config, budget=3)
 
 
 def test_supernet_draws_a_fresh_mask_every_step() -> None:

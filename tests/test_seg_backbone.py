@@ -128,3 +128,84 @@ def test_norm_options() -> None:
     assert frozen.layer1[0].conv1.training
     with pytest.raises(BenchError, match="norm_cfg.type"):
         TicketResNet(ticket, norm_cfg=dict(type="GN"))
+
+
+# --- timm's and mmseg's language ---------------------------------------------------------
+
+
+def test_dilated_backbone_equals_timms_output_stride_8_resnet() -> None:
+    """timm's output_stride=8 ResNet-50 dilates as mmseg's contract_dilation does (the first
+    block of a dilated stage at the previous dilation): same feature_info, same features."""
+    import timm
+
+    ours = TicketResNet(baseline_ticket("resnet50", "none"), deep_stem=False).eval()
+    ref = timm.create_model("resnet50", pretrained=False, output_stride=8, num_classes=0).eval()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    assert [(d["num_chs"], d["reduction"]) for d in ours.feature_info] == [
+        (d["num_chs"], d["reduction"]) for d in ref.feature_info
+    ]
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        a = ours.forward_intermediates(x, intermediates_only=True)
+        b = ref.forward_intermediates(x, intermediates_only=True)
+        for u, v in zip(a, b, strict=True):
+            torch.testing.assert_close(u, v, rtol=0, atol=0)
+        # The mmseg contract: forward gives the stages, which are intermediates 1..4.
+        for u, v in zip(ours(x), a[1:], strict=True):
+            torch.testing.assert_close(u, v, rtol=0, atol=0)
+
+
+def test_with_cp_gives_the_same_outputs_grads_and_statistics() -> None:
+    """The shipped D8 ticket (stage-shared SGE, deep stem): with_cp changes memory only."""
+    torch.manual_seed(0)
+    plain = _build(ticket=str(SHIPPED_TICKET)).train()
+    cp = _build(ticket=str(SHIPPED_TICKET), with_cp=True).train()
+    cp.load_state_dict(plain.state_dict())
+    recomputed = []
+    cp.layer4[2].register_forward_pre_hook(lambda *_: recomputed.append(1))
+    x = torch.randn(2, 3, 32, 48)
+    outs = []
+    for net in (plain, cp):
+        feats = net(x)
+        sum(f.square().mean() for f in feats).backward()
+        outs.append(feats)
+    assert len(recomputed) == 2  # forward, then again in the backward pass
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for (name, p), q in zip(plain.named_parameters(), cp.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, msg=name)
+    for (name, b), c in zip(plain.named_buffers(), cp.buffers(), strict=True):
+        assert torch.equal(b, c), name
+
+
+# What README "A ticket backbone in your own mmseg config" shows (the ticket path aside).
+OWN_CONFIG = """
+_base_ = ["mmseg::_base_/models/pspnet_r50-d8.py"]
+custom_imports = dict(imports=["tasks.segmentation.backbone"], allow_failed_imports=False)
+model = dict(
+    pretrained=None,  # the base's open-mmlab ResNet weights: init_from loads a ticket's
+    backbone=dict(
+        _delete_=True,  # drop the base's ResNetV1c settings
+        type="TicketResNet",
+        ticket="{ticket}",
+        deep_stem=True,
+        output_stride=8,
+        norm_cfg=dict(type="SyncBN", requires_grad=True),
+        with_cp=True,
+    ),
+)
+"""
+
+
+def test_a_ticket_backbone_in_ones_own_mmseg_config(tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    path = tmp_path / "psp_ticket.py"
+    path.write_text(OWN_CONFIG.format(ticket=SHIPPED_TICKET))
+    cfg = Config.fromfile(str(path))
+    model = MODELS.build(cfg.model).eval()
+    assert isinstance(model.backbone, TicketResNet) and model.backbone.grad_checkpointing
+    assert model.backbone.mask == load_ticket(SHIPPED_TICKET).mask
+    with torch.no_grad():
+        logits = model.decode_head(model.extract_feat(torch.randn(1, 3, 64, 64)))
+    assert logits.shape == (1, 19, 8, 8)  # Cityscapes' 19 classes at output stride 8

@@ -247,6 +247,10 @@ class SlotResNet(nn.Module):
     `built` says which slots hold a SAM module (default: all, the supernet); the mask set
     by `set_mask` may switch built slots on and off between forward passes. A network
     built with only the ticket's slots is the materialized ticket.
+
+    It speaks timm's language where the two overlap: `feature_info` (a list of dicts
+    num_chs / reduction / module: the stem's activation, then every stage),
+    `forward_intermediates` with timm's signature and `set_grad_checkpointing`.
     """
 
     def __init__(
@@ -277,6 +281,7 @@ class SlotResNet(nn.Module):
             tuple(range(len(spec.layers))) if out_indices is None else tuple(out_indices)
         )
         self.deep_stem = deep_stem
+        self.grad_checkpointing = False
         # What `materialize` needs to rebuild the same network with other slots built.
         self.build_kwargs = dict(
             num_classes=self.num_classes,
@@ -285,29 +290,50 @@ class SlotResNet(nn.Module):
             deep_stem=deep_stem,
             in_chans=in_chans,
         )
+        cin = self._build_stem(in_chans)
+        self.relu = nn.ReLU(inplace=True)
+        self.feature_info = [
+            dict(num_chs=cin, reduction=self._stem_stride, module="stem" if deep_stem else "relu")
+        ]
+        cin = self._build_stages(cin, output_stride)
+        self.num_features = cin
+        if self.num_classes > 0:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(cin, self.num_classes)
+        # The mask is runtime state, never part of a checkpoint's weights.
+        self.register_buffer(
+            "slot_mask", torch.tensor(self.built, dtype=torch.bool), persistent=False
+        )
+        self._init_weights()
+        self.set_mask(self.built)
 
-        if spec.stem == "imagenet":
-            if deep_stem:  # ResNetV1c stem (mmseg's R-50-D8): three 3x3 convs
-                self.stem = nn.Sequential(
-                    _conv3x3(in_chans, 32, 2), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-                    _conv3x3(32, 32), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-                    _conv3x3(32, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                )  # fmt: skip
-            else:
-                self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-                self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
-            cin = 64
-        else:
+    def _build_stem(self, in_chans: int) -> int:
+        """conv1/bn1 (7x7 or CIFAR 3x3) or the deep stem, and the maxpool; its channels."""
+        self._stem_stride = 2 if self.spec.stem == "imagenet" else 1  # before the maxpool
+        if self.spec.stem != "imagenet":
             self.conv1 = _conv3x3(in_chans, 16)
             self.bn1 = nn.BatchNorm2d(16)
-            self.maxpool = nn.Identity()
-            cin = 16
-        self.relu = nn.ReLU(inplace=True)
+            self.maxpool: nn.Module = nn.Identity()
+            return 16
+        if self.deep_stem:  # ResNetV1c stem (mmseg's R-50-D8): three 3x3 convs
+            self.stem = nn.Sequential(
+                _conv3x3(in_chans, 32, 2), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+                _conv3x3(32, 32), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+                _conv3x3(32, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            )  # fmt: skip
+        else:
+            self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        return 64
 
+    def _build_stages(self, cin: int, output_stride: int | None) -> int:
+        """The residual stages with their SAMs (own or shared per stage); output channels."""
+        config, spec = self.config, self.spec
         block_cls = Bottleneck if spec.block == "bottleneck" else BasicBlock
         strides, dilations = stage_geometry(spec, output_stride)
-        self.output_stride = (4 if spec.stem == "imagenet" else 1) * _prod(strides)
+        reduction = 4 if spec.stem == "imagenet" else 1
+        self.output_stride = reduction * _prod(strides)
         self.shared_sams = nn.ModuleDict()
         self.stage_names = spec.stage_names
         bit = 0
@@ -331,17 +357,10 @@ class SlotResNet(nn.Module):
                 cin = cout
                 blocks.append(blk)
             setattr(self, stage, nn.Sequential(*blocks))
+            reduction *= strides[si]
+            self.feature_info.append(dict(num_chs=cout, reduction=reduction, module=stage))
             bit += nblocks
-        self.num_features = cin
-        if self.num_classes > 0:
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(cin, self.num_classes)
-        # The mask is runtime state, never part of a checkpoint's weights.
-        self.register_buffer(
-            "slot_mask", torch.tensor(self.built, dtype=torch.bool), persistent=False
-        )
-        self._init_weights()
-        self.set_mask(self.built)
+        return cin
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -384,30 +403,122 @@ class SlotResNet(nn.Module):
             blk.active = bool(b)
         self.slot_mask.copy_(torch.tensor(bits, dtype=torch.bool))
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them
+        (timm's name; mmseg's `with_cp`): less memory, the same outputs and gradients."""
+        self.grad_checkpointing = enable
+
     # ---- forward -----------------------------------------------------------------------
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem up to its activation (feature 0), before the maxpool."""
         if self.deep_stem:
-            return self.maxpool(self.stem(x))
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            return self.stem(x)
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and its maxpool: the first block's input."""
+        return self.maxpool(self._stem(x))
+
+    def _stage(self, stage: str, x: torch.Tensor) -> torch.Tensor:
+        state: dict = {}  # recurrent SAM state (DIA) flows only within a stage
+        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
+        for blk in getattr(self, stage):
+            x = checkpointed(blk, x, state) if checkpointing else blk(x, state)
+        return x
 
     def _stages(self, x: torch.Tensor):
         """Yield each stage's output in order."""
         x = self.forward_stem(x)
         for stage in self.stage_names:
-            state: dict = {}  # recurrent SAM state (DIA) flows only within a stage
-            for blk in getattr(self, stage):
-                x = blk(x, state)
+            x = self._stage(stage, x)
             yield x
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Stage features at `out_indices` (the dense-task backbone contract)."""
         return tuple(f for i, f in enumerate(self._stages(x)) if i in self.out_indices)
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's `forward_intermediates`: the features `feature_info` lists (0: the stem's
+        activation, before the maxpool; 1..: the stages) at `indices` (None: all; an int n:
+        the last n; a sequence: those, negative from the end), and the final feature map.
+
+        stop_early: run no stage past the deepest index asked for. norm: no-op (a ResNet
+        has no final norm). output_fmt: only "NCHW".
+        """
+        from timm.models._features import feature_take_indices
+
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt {output_fmt!r}: a ResNet gives NCHW only")
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        x = self._stem(x)
+        if 0 in take:
+            intermediates.append(x)
+        x = self.maxpool(x)
+        stages = self.stage_names[:last] if stop_early else self.stage_names
+        for i, stage in enumerate(stages, start=1):
+            x = self._stage(stage, x)
+            if i in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.num_classes <= 0:
             raise RuntimeError("headless backbone: call forward_features")
         *_, x = self._stages(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def checkpointed(block: SlotBlock, x: torch.Tensor, state: dict) -> torch.Tensor:
+    """`block(x, state)` under activation checkpointing (torch.utils.checkpoint).
+
+    The recurrent state (DIA's per-stage (h, c)) travels as explicit tensors, so the
+    recomputation in the backward pass starts from this call's state, not from the one
+    later blocks left in the dict. Buffers (BN running statistics) are put back after the
+    recomputation, so they move once per step, exactly as without checkpointing.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    keys = list(state)
+    sizes = [len(state[k]) for k in keys]
+    flat = [t for k in keys for t in state[k]]
+    modules = [block] + ([block.attention()] if block.sam is None and block._shared else [])
+    buffers = [b for m in modules for b in m.buffers()]
+    calls = 0
+    out_keys: list[str] = []
+    out_sizes: list[int] = []
+
+    def run(x: torch.Tensor, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        nonlocal calls
+        local, i = {}, 0
+        for k, n in zip(keys, sizes):
+            local[k], i = tuple(flat[i : i + n]), i + n
+        saved = [b.clone() for b in buffers] if calls else None
+        calls += 1
+        try:
+            out = block(x, local)
+        finally:  # the recomputation (which may stop early): undo its update of the BN stats
+            if saved is not None:
+                with torch.no_grad():
+                    for b, v in zip(buffers, saved):
+                        b.copy_(v)
+        out_keys[:], out_sizes[:] = list(local), [len(local[k]) for k in local]
+        return (out, *[t for k in local for t in local[k]])
+
+    out, *new = checkpoint(run, x, *flat, use_reentrant=False)
+    state.clear()
+    i = 0
+    for k, n in zip(out_keys, out_sizes):
+        state[k], i = tuple(new[i : i + n]), i + n
+    return out
 
 
 def _prod(xs: Sequence[int]) -> int:

@@ -1,9 +1,11 @@
 """Ticket search: supernet training, candidate evaluation, strategies, outputs.
 
-`run_search` is the entry point (`bench search`); `bench.search.cli` holds its flags.
+`run_search(SearchConfig(...))` is the entry point (`bench search`); `bench.search.cli`
+holds its flags.
 """
 
 from bench.search.budget import Budget
+from bench.search.config import SearchConfig, SearchSetup
 from bench.search.evaluator import Evaluation, Evaluator, Score, SupernetScorer, TableScorer
 from bench.search.hparams import (
     SEARCH_PRESETS,
@@ -28,9 +30,11 @@ __all__ = [
     "MaskSampler",
     "Reward",
     "Score",
+    "SearchConfig",
     "SearchContext",
     "SearchHParams",
     "SearchPreset",
+    "SearchSetup",
     "Strategy",
     "SupernetHParams",
     "SupernetScorer",

@@ -1,11 +1,14 @@
 """`run_search`: dataset + model -> supernet -> search -> ticket file with provenance.
 
-Run directories under out_root:
+The settings of one search are a `SearchConfig` (bench.search.config). Run directories
+under out_root:
     supernet_<hash>/  the engine's run (hparams.json, metrics.jsonl, latest.pt, result.json);
                       shared by every search (strategy, seed) over the same supernet
     search_<hash>/    hparams.json, search_state.pt, episodes.jsonl, steps.jsonl, ticket.json,
                       search.png, result.json (its presence = finished)
 Both resume where they stopped; a finished search is skipped (its ticket is reused).
+result.json's wall time sums every segment of a resumed run: the supernet's (as the engine
+records them) and the search's (each up to its last checkpoint, see bench.search.loop).
 """
 
 from __future__ import annotations
@@ -21,23 +24,25 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
 
 from bench.engine.checkpoint import load_model_weights
 from bench.engine.distributed import broadcast_object, dist_info, init_distributed
-from bench.engine.rundir import canonical_json, prepare_run
+from bench.engine.rundir import RunPlan, canonical_json, prepare_run
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json
-from bench.models.resnet import ModelConfig, parse_model_name
+from bench.models.resnet import SlotResNet
 from bench.models.sams import sam_defaults
 from bench.models.slots import build_supernet
 from bench.search.budget import Budget
+from bench.search.config import SearchConfig, SearchSetup, resolve_search
 from bench.search.evaluator import Evaluator, SupernetScorer, fixed_subset, mask_key
-from bench.search.hparams import SearchPreset, resolve_preset
-from bench.search.loop import saved_meta, search_loop
+from bench.search.hparams import SearchHParams, SearchPreset
+from bench.search.loop import LoopResult, saved_meta, search_loop
 from bench.search.reward import Reward, measure_slot_latency
-from bench.search.strategies import STRATEGIES, SearchContext
+from bench.search.strategies import STRATEGIES, SearchContext, Strategy
 from bench.search.strategies.base import derived_seed
-from bench.search.supernet import supernet_train_set, train_supernet
+from bench.search.supernet import SupernetRun, supernet_train_set, train_supernet
 from bench.search.ticket_out import (
     PLOT_FILE,
     TICKET_FILE,
@@ -46,10 +51,11 @@ from bench.search.ticket_out import (
     policy_preference,
     write_ticket,
 )
-from bench.tickets import stage_sizes
-from tasks.classification.datasets import heldout_digest, load_splits
+from bench.tickets import Ticket, stage_sizes
+from tasks.classification.datasets import Splits, heldout_digest, load_splits
 
 __all__ = [
+    "SearchConfig",
     "SearchSetup",
     "config_hash",
     "read_result",
@@ -98,52 +104,8 @@ def _device(device: str) -> torch.device:
     return dev
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchSetup:
-    """What one search runs, resolved from its arguments before any data or training."""
-
-    preset: SearchPreset  # the preset's three records with the overrides laid over them
-    config: ModelConfig  # the supernet's structure: backbone, SAM, sharing, SAM options
-    seed: int
-
-
-def resolve_search(
-    dataset: str,
-    model: str,
-    *,
-    preset: str = "short",
-    seed: int | None = None,
-    sharing: str | None = None,
-    sam_args: Mapping[str, Any] | None = None,
-    epochs: int | None = None,
-    iters: int | None = None,
-    budget: int | None = None,
-    search_overrides: Mapping[str, Any] | None = None,
-    supernet_overrides: Mapping[str, Any] | None = None,
-    sampler_overrides: Mapping[str, Any] | None = None,
-) -> SearchSetup:
-    """The preset, network and seed of a search; bad arguments are BenchErrors (nothing heavy).
-
-    sharing / seed None mean "not given": the preset's (`short`: block, 0; `ean`: stage, 666).
-    The preset's search space fixes the sharing and some SAM options (`ean`: the official
-    ones, see bench.search.hparams.EAN_SPACE); a conflicting flag is refused.
-    """
-    backbone, sam = parse_model_name(model)
-    if sam is None:
-        raise BenchError(f"model {model!r}: a search needs a SAM, e.g. {model}-se")
-    p = resolve_preset(
-        preset,
-        dataset,
-        epochs=epochs,
-        iters=iters,
-        budget=budget,
-        search=dict(search_overrides or {}),
-        supernet=dict(supernet_overrides or {}),
-        sampler=dict(sampler_overrides or {}),
-    )
-    share, args = p.space.resolve(preset, sam, sharing, sam_args)
-    config = ModelConfig(backbone, sam, args, share)  # type: ignore[arg-type]
-    return SearchSetup(p, config, p.seed if seed is None else int(seed))
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _default_name(model: str, dataset: str, strategy: str, sharing: str, seed: int) -> str:
@@ -151,149 +113,181 @@ def _default_name(model: str, dataset: str, strategy: str, sharing: str, seed: i
     return f"{model}{share}-{dataset}-{strategy}-s{seed}"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """What the search stage starts from: its settings, data, supernet and device."""
+
+    cfg: SearchConfig
+    setup: SearchSetup
+    splits: Splits
+    sup: SupernetRun
+    device: torch.device
+    scoring: Dataset  # the fixed held-out subset candidates are scored on
+    scoring_sha: str
+
+    @property
+    def hp(self) -> SearchHParams:
+        return self.setup.preset.search
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """A search ready to run: its run directory and the parts the loop drives."""
+
+    plan: RunPlan
+    scorer: SupernetScorer
+    evaluator: Evaluator
+    reward: Reward
+    strategy: Strategy
+    meta: dict[str, Any]
+    recalibrated: bool
+
+
 def run_search(
-    dataset: str,
-    model: str,
+    config: SearchConfig | str,
+    model: str | None = None,
     *,
-    strategy: str = "reinforce",
-    preset: str = "short",
-    budget: int | None = None,
-    seed: int | None = None,
-    out_root: str | Path = "runs",
-    data_root: str | Path | None = None,
-    device: str = "cpu",
-    epochs: int | None = None,
-    iters: int | None = None,
-    save_ticket: str | Path | None = None,
-    mode: str = "new",
-    sharing: str | None = None,
-    sam_args: Mapping[str, Any] | None = None,
-    heldout: int | str | None = None,
-    split_seed: int = 0,
-    image_size: int | None = None,
-    search_overrides: Mapping[str, Any] | None = None,
-    supernet_overrides: Mapping[str, Any] | None = None,
-    sampler_overrides: Mapping[str, Any] | None = None,
-    ticket_name: str | None = None,
     log: Callable[[str], None] | None = None,
     progress: bool | None = None,
     stop_after_steps: int | None = None,
+    **settings: Any,
 ) -> tuple[Path | None, Path]:
-    """Search a ticket for `model` (e.g. resnet20-se) on `dataset`; returns (ticket, run dir).
+    """Run the search `config` describes; returns (ticket path, search run dir).
 
     Trains or resumes the supernet, then runs or resumes the search, then writes ticket.json
     (and a copy at `save_ticket`), search.png and result.json into the search run dir. The
-    returned ticket path is `save_ticket` when given, else the run dir's ticket.json.
-    epochs overrides the supernet's epochs, iters the controller steps, budget the number of
-    candidate evaluations; the *_overrides dicts set any field of the preset's records by
-    name. `mode` "cover" redoes the search (the supernet is reused; remove its directory to
-    retrain it). The supernet's seed is the preset's, so every search seed shares it.
-    seed / sharing None: the preset's (see `resolve_search`, which checks every argument
-    against the preset's search space first).
+    returned ticket path is `save_ticket` when given, else the run dir's ticket.json. The
+    supernet's seed is the preset's, so every search seed shares it. Every setting is
+    checked (`SearchConfig.resolve`) before any data is read or anything trains.
+    `run_search(dataset, model, **settings)` builds the config from SearchConfig's fields.
+    log: where messages go (default stderr); progress: bars (default: on a terminal).
     stop_after_steps stops the search like a kill after that many rounds (tests): the ticket
     is then None. Call it on every rank under torchrun; rank 0 writes.
     """
-    strategy_cls = STRATEGIES.get(strategy)
-    if save_ticket is not None and Path(save_ticket).suffix != ".json":
-        raise BenchError(f"--save-ticket {save_ticket}: expected a .json path")
-    setup = resolve_search(
-        dataset,
-        model,
-        preset=preset,
-        seed=seed,
-        sharing=sharing,
-        sam_args=sam_args,
-        epochs=epochs,
-        iters=iters,
-        budget=budget,
-        search_overrides=search_overrides,
-        supernet_overrides=supernet_overrides,
-        sampler_overrides=sampler_overrides,
-    )
-    p, config, seed, sam = setup.preset, setup.config, setup.seed, setup.config.sam
-    sharing = config.sharing
-    assert sam is not None
-    hp = p.search
+    if isinstance(config, SearchConfig):
+        if model is not None or settings:
+            raise TypeError("run_search(config): give the settings in the SearchConfig")
+        cfg = config
+    else:
+        cfg = SearchConfig(config, model, **settings)  # type: ignore[arg-type]
+    setup = cfg.resolve()  # bad settings fail here, before any data or training
     init_distributed()
-    dev = _device(device)
-    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    quiet = (lambda _m: None) if not dist_info().is_main else say
-    t0 = time.perf_counter()
-
-    splits = load_splits(
-        dataset, data_root, heldout=heldout, split_seed=split_seed, image_size=image_size
+    device = _device(cfg.device)
+    say = log or _stderr
+    quiet = say if dist_info().is_main else (lambda _m: None)
+    inputs = _prepare_inputs(cfg, setup, device, quiet, progress)
+    segment_start = time.perf_counter()  # the supernet keeps its own time
+    plan = prepare_run(cfg.out_root, "search", _identity(inputs), inputs.hp, mode=cfg.mode)
+    if plan.action == "skip":
+        quiet(f"search already finished: {plan.path}")
+        return _reuse(cfg, plan), plan.path
+    search = _build_search(inputs, plan, quiet)
+    res = search_loop(
+        search.strategy,
+        search.evaluator,
+        search.reward,
+        inputs.hp,
+        plan.path,
+        meta=search.meta,
+        stop_after=stop_after_steps,
+        log=quiet,
+        progress=progress,
+        segment_start=segment_start,
     )
+    if not res.complete:
+        return None, plan.path
+    if res.best is None:
+        raise BenchError(f"search {plan.path} scored no candidate; raise --budget")
+    return _finish(inputs, search, res, segment_start, quiet, progress), plan.path
+
+
+def _prepare_inputs(
+    cfg: SearchConfig,
+    setup: SearchSetup,
+    device: torch.device,
+    log: Callable[[str], None],
+    progress: bool | None,
+) -> _Inputs:
+    """Load the splits, check the network builds, train (or find) the supernet."""
+    splits = load_splits(
+        cfg.dataset,
+        cfg.data_root,
+        heldout=cfg.heldout,
+        split_seed=cfg.split_seed,
+        image_size=cfg.image_size,
+    )
+    if len(splits.heldout) == 0:
+        raise BenchError(f"{cfg.dataset}: the held-out split is empty; a search scores on it")
     with torch.random.fork_rng(devices=[]):  # bad SAM options fail here, before training
-        build_supernet(config, num_classes=splits.num_classes)
+        build_supernet(setup.config, num_classes=splits.num_classes)
+    p = setup.preset
     sup = train_supernet(
-        config,
+        setup.config,
         splits.train,
         splits.info,
         splits.num_classes,
         p.supernet,
         p.sampler,
-        out_root,
-        dev,
-        log=quiet,
+        cfg.out_root,
+        device,
+        log=log,
         progress=progress,
     )
     assert sup is not None
+    idx = fixed_subset(len(splits.heldout), p.search.eval_subset, derived_seed(0, "scoring"))
+    scoring = Subset(splits.heldout, idx.tolist())
+    sha = heldout_digest(splits.heldout.indices[idx])
+    return _Inputs(cfg, setup, splits, sup, device, scoring, sha)
 
-    scoring_idx = fixed_subset(len(splits.heldout), hp.eval_subset, derived_seed(0, "scoring"))
-    scoring = Subset(splits.heldout, scoring_idx.tolist())
-    scoring_sha = heldout_digest(splits.heldout.indices[scoring_idx])
-    resolved_args = {**sam_defaults(sam), **config.sam_args}
-    identity = {
-        "dataset": dataset,
+
+def _identity(inputs: _Inputs) -> dict[str, Any]:
+    """What names a search run besides its hparams."""
+    cfg, config = inputs.cfg, inputs.setup.config
+    assert config.sam is not None
+    return {
+        "dataset": cfg.dataset,
         "model": config.name,
-        "sam_args": resolved_args,
-        "sharing": sharing,
-        "supernet": sup.path.name,
-        "strategy": strategy,
-        "seed": seed,
+        "sam_args": {**sam_defaults(config.sam), **config.sam_args},
+        "sharing": config.sharing,
+        "supernet": inputs.sup.path.name,
+        "strategy": cfg.strategy,
+        "seed": inputs.setup.seed,
     }
-    plan = prepare_run(out_root, "search", identity, hp, mode=mode)
-    ticket_file = plan.path / TICKET_FILE
-    if plan.action == "skip":
-        quiet(f"search already finished: {plan.path}")
-        out = ticket_file
-        if save_ticket is not None and dist_info().is_main:
-            out = copy_ticket(ticket_file, save_ticket)
-        return (Path(save_ticket) if save_ticket is not None else out), plan.path
 
-    net = build_supernet(config, num_classes=splits.num_classes)
-    load_model_weights(net, sup.weights)
+
+def _reuse(cfg: SearchConfig, plan: RunPlan) -> Path:
+    """A finished search's ticket (copied to save_ticket when given)."""
+    ticket_file = plan.path / TICKET_FILE
+    if cfg.save_ticket is None:
+        return ticket_file
+    if dist_info().is_main:
+        copy_ticket(ticket_file, cfg.save_ticket)
+    return cfg.save_ticket
+
+
+def _build_search(inputs: _Inputs, plan: RunPlan, log: Callable[[str], None]) -> _Search:
+    """The supernet with its weights, the scorer, reward, evaluator and strategy."""
+    hp, setup = inputs.hp, inputs.setup
+    net = build_supernet(setup.config, num_classes=inputs.splits.num_classes)
+    load_model_weights(net, inputs.sup.weights)
     recalib = None
     if hp.bn_recalib_batches:
-        sup_train, _ = supernet_train_set(splits.train, p.sampler.train_size)
+        sup_train, _ = supernet_train_set(inputs.splits.train, setup.preset.sampler.train_size)
         recalib = recalibration_batches(sup_train, hp.bn_recalib_batches, hp.bn_recalib_batch_size)
     scorer = SupernetScorer(
         net,
-        scoring,
-        dev,
+        inputs.scoring,
+        inputs.device,
         batch_size=hp.eval_batch_size,
         recalib_batches=recalib,
         preload_mb=hp.preload_mb,
         workers=hp.eval_workers,
     )
-
-    previous = saved_meta(plan.path)
-    latency = None
-    if hp.latency_weight > 0:
-        if previous is not None and previous.get("latency"):
-            latency = previous["latency"]  # a resume keeps the table it started with
-        else:
-            shape = (hp.latency_batch, *splits.input_size)
-            table = (
-                measure_slot_latency(net, shape, repeats=hp.latency_repeats)
-                if dist_info().is_main
-                else None
-            )
-            latency = broadcast_object(table)  # one table, so every rank computes one reward
+    latency = _latency_table(net, inputs, plan)
     meta = {
-        "supernet": sup.path.name,
+        "supernet": inputs.sup.path.name,
         "scoring_images": scorer.size,
-        "scoring_sha256": scoring_sha,
+        "scoring_sha256": inputs.scoring_sha,
         "latency": latency,
     }
     reward = Reward(
@@ -304,90 +298,64 @@ def run_search(
         latency["base_ms"] if latency else None,
     )
     evaluator = Evaluator(scorer, Budget(hp.budget, scorer.size))
-    slots = net.slot_ids
-    ctx = SearchContext(len(slots), stage_sizes(slots), hp, seed, known=evaluator.known)
-    strat = strategy_cls(ctx)
+    slots, name = net.slot_ids, inputs.cfg.strategy
+    strategy_cls = STRATEGIES.get(name)
+    ctx = SearchContext(len(slots), stage_sizes(slots), hp, setup.seed, known=evaluator.known)
     if hp.halving and not strategy_cls.supports_halving:
-        quiet(f"note: --halving applies to strategies that batch their asks; {strategy} ignores it")
-    quiet(
-        f"search {strategy} on {dataset} {config.name}: {len(slots)} slots, budget {hp.budget} "
-        f"evaluations of {scorer.size} held-out images, run {plan.path}"
+        log(f"note: --halving applies to strategies that batch their asks; {name} ignores it")
+    log(
+        f"search {name} on {inputs.cfg.dataset} {setup.config.name}: {len(slots)} slots, "
+        f"budget {hp.budget} evaluations of {scorer.size} held-out images, run {plan.path}"
     )
-    res = search_loop(
-        strat,
-        evaluator,
-        reward,
-        hp,
-        plan.path,
-        meta=meta,
-        stop_after=stop_after_steps,
-        log=quiet,
-        progress=progress,
-    )
-    if not res.complete:
-        return None, plan.path
-    best = res.best
-    if best is None:
-        raise BenchError(f"search {plan.path} scored no candidate; raise --budget")
+    return _Search(plan, scorer, evaluator, reward, strategy_cls(ctx), meta, recalib is not None)
 
-    reference = {}
-    for label, bits in (("full", (1,) * len(slots)), ("none", (0,) * len(slots))):
-        hit = evaluator.cache.get((mask_key(bits), scorer.size)) or scorer(bits, scorer.size)
-        reference[label] = {"top1": hit.top1, "reward": reward(bits, hit.top1)}
-    preference = policy_preference(strat, evaluator, reward, ctx.stage_sizes)
-    provenance = {
-        "dataset": dataset,
-        "split": {
-            "heldout_rule": splits.info["heldout_rule"],
-            "split_seed": split_seed,
-            "heldout_sha256": splits.info["heldout_sha256"],
-            "sizes": splits.info["sizes"],
-            "supernet_train_images": sup.result.get("train_images"),
-            "scoring_images": scorer.size,
-            "scoring_sha256": scoring_sha,
-        },
-        "run": plan.path.name,
-        "supernet_run": sup.path.name,
-        "strategy": strategy,
-        "preset": preset,
-        "config_hash": config_hash(strategy, p),
-        "seed": seed,
-        "score": "top-1 % on the held-out scoring subset, weights inherited from the supernet"
-        + (f", BN recalibrated on {hp.bn_recalib_batches} train batches" if recalib else ""),
-        "best": {
-            "step": best["step"],
-            "evaluation": best["evaluation"],
-            "top1": best["top1"],
-            "reward": best["reward"],
-            "density": best["density"],
-        },
-        "budget": {"evaluations": hp.budget, "spent": res.spent},
-        "reference": reference,
-        **preference,
-    }
-    name = ticket_name or (
-        Path(save_ticket).stem
-        if save_ticket is not None
-        else _default_name(model, dataset, strategy, sharing, seed)
+
+def _latency_table(net: SlotResNet, inputs: _Inputs, plan: RunPlan) -> dict[str, Any] | None:
+    """The per-slot latency table of the reward's latency term (None when it is off)."""
+    hp = inputs.hp
+    if hp.latency_weight <= 0:
+        return None
+    previous = saved_meta(plan.path)
+    if previous is not None and previous.get("latency"):
+        return previous["latency"]  # a resume keeps the table it started with
+    shape = (hp.latency_batch, *inputs.splits.input_size)
+    table = (
+        measure_slot_latency(net, shape, repeats=hp.latency_repeats)
+        if dist_info().is_main
+        else None
     )
-    mask = tuple(int(b) for b in best["mask"])
-    out = ticket_file
+    return broadcast_object(table)  # one table, so every rank computes one reward
+
+
+def _finish(
+    inputs: _Inputs,
+    search: _Search,
+    res: LoopResult,
+    segment_start: float,
+    log: Callable[[str], None],
+    progress: bool | None,
+) -> Path:
+    """Score the references, then write ticket.json, search.png and result.json (rank 0)."""
+    cfg, setup = inputs.cfg, inputs.setup
+    reference = _references(search, progress)
+    preference = policy_preference(
+        search.strategy, search.evaluator, search.reward, search.strategy.ctx.stage_sizes
+    )
+    provenance = _provenance(inputs, search, res, reference, preference)
+    name = cfg.ticket_name or (
+        cfg.save_ticket.stem
+        if cfg.save_ticket is not None
+        else _default_name(cfg.model, cfg.dataset, cfg.strategy, setup.config.sharing, setup.seed)
+    )
+    out = cfg.save_ticket if cfg.save_ticket is not None else search.plan.path / TICKET_FILE
     if dist_info().is_main:
-        ticket, _ = write_ticket(plan.path, name, config, mask, provenance)
-        plot_search(
-            res.episodes,
-            res.rounds,
-            slots,
-            plan.path / PLOT_FILE,
-            title=f"{name}: {strategy} on {dataset}, best {ticket.stages} "
-            f"(top1 {best['top1']:.2f}, reward {best['reward']:.3f})",
-        )
-        if save_ticket is not None:
-            out = copy_ticket(ticket_file, save_ticket)
+        ticket = _write_outputs(inputs, search, res, name, provenance)
+        search_s = res.previous_s + time.perf_counter() - segment_start
+        supernet_s = float(inputs.sup.result.get("wall_time_s") or 0.0)
         atomic_write_json(
-            plan.result_path,
+            search.plan.result_path,
             {
-                "ticket": str(ticket_file),
+                "ticket": str(search.plan.path / TICKET_FILE),
                 "checksum": ticket.checksum,
                 "stages": ticket.stages,
                 "best": provenance["best"],
@@ -396,16 +364,92 @@ def run_search(
                 "steps": res.steps,
                 "spent": res.spent,
                 "resumed_from": res.resumed_from,
-                "wall_time_s": time.perf_counter() - t0,
+                "wall_time_s": supernet_s + search_s,
+                "supernet_wall_time_s": supernet_s,
+                "search_wall_time_s": search_s,
+                "search_segments": res.segments,
             },
         )
-        quiet(
+        best = provenance["best"]
+        log(
             f"ticket {ticket.stages} ({ticket.kept}/{ticket.total} slots): held-out top1 "
             f"{best['top1']:.2f} (full {reference['full']['top1']:.2f}, none "
             f"{reference['none']['top1']:.2f}), reward {best['reward']:.3f}, found at step "
             f"{best['step']}; {res.spent:g} evaluations -> {out}"
         )
-    return (Path(save_ticket) if save_ticket is not None else out), plan.path
+    return out
+
+
+def _write_outputs(
+    inputs: _Inputs, search: _Search, res: LoopResult, name: str, provenance: dict[str, Any]
+) -> Ticket:
+    """ticket.json and search.png in the run dir, and the ticket's copy at save_ticket."""
+    cfg, path, best = inputs.cfg, search.plan.path, res.best
+    assert best is not None
+    mask = tuple(int(b) for b in best["mask"])
+    ticket, _ = write_ticket(path, name, inputs.setup.config, mask, provenance)
+    plot_search(
+        res.episodes,
+        res.rounds,
+        search.scorer.net.slot_ids,
+        path / PLOT_FILE,
+        title=f"{name}: {cfg.strategy} on {cfg.dataset}, best {ticket.stages} "
+        f"(top1 {best['top1']:.2f}, reward {best['reward']:.3f})",
+    )
+    if cfg.save_ticket is not None:
+        copy_ticket(path / TICKET_FILE, cfg.save_ticket)
+    return ticket
+
+
+def _references(search: _Search, progress: bool | None) -> dict[str, dict[str, float]]:
+    """Top-1 and reward of the full and the SAM-free network (cached when already scored)."""
+    n, size = search.strategy.ctx.n_slots, search.scorer.size
+    show = dist_info().is_main and (progress if progress is not None else sys.stderr.isatty())
+    reference = {}
+    labels = tqdm(("full", "none"), desc="reference masks", disable=not show, leave=False)
+    for label in labels:
+        bits = (1 if label == "full" else 0,) * n
+        hit = search.evaluator.cache.get((mask_key(bits), size)) or search.scorer(bits, size)
+        reference[label] = {"top1": hit.top1, "reward": search.reward(bits, hit.top1)}
+    return reference
+
+
+def _provenance(
+    inputs: _Inputs,
+    search: _Search,
+    res: LoopResult,
+    reference: Mapping[str, Any],
+    preference: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The searched ticket's provenance: split, runs, preset, best, budget, references."""
+    cfg, setup, info, hp = inputs.cfg, inputs.setup, inputs.splits.info, inputs.hp
+    best = res.best
+    assert best is not None
+    recalib = f", BN recalibrated on {hp.bn_recalib_batches} train batches"
+    return {
+        "dataset": cfg.dataset,
+        "split": {
+            "heldout_rule": info["heldout_rule"],
+            "split_seed": cfg.split_seed,
+            "heldout_sha256": info["heldout_sha256"],
+            "sizes": info["sizes"],
+            "supernet_train_images": inputs.sup.result.get("train_images"),
+            "scoring_images": search.scorer.size,
+            "scoring_sha256": inputs.scoring_sha,
+        },
+        "run": search.plan.path.name,
+        "supernet_run": inputs.sup.path.name,
+        "strategy": cfg.strategy,
+        "preset": setup.preset.name,
+        "config_hash": config_hash(cfg.strategy, setup.preset),
+        "seed": setup.seed,
+        "score": "top-1 % on the held-out scoring subset, weights inherited from the supernet"
+        + (recalib if search.recalibrated else ""),
+        "best": {k: best[k] for k in ("step", "evaluation", "top1", "reward", "density")},
+        "budget": {"evaluations": hp.budget, "spent": res.spent},
+        "reference": dict(reference),
+        **preference,
+    }
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any]:

@@ -6,14 +6,14 @@ turns the finished search into ticket.json and search.png in the run directory.
 
 from __future__ import annotations
 
-import shutil
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.engine.rundir import HPARAMS_FILE
 from bench.environment import environment
-from bench.io import read_json
+from bench.io import atomic_write_bytes, read_json, remove_stale_temps
 from bench.models.resnet import ModelConfig
 from bench.search.evaluator import Evaluator, mask_key
 from bench.search.reward import Reward
@@ -112,12 +112,11 @@ def policy_preference(
 
 
 def copy_ticket(src: Path, dest: str | Path) -> Path:
-    """Copy a written ticket to `dest` (atomically: write a sibling, then rename)."""
+    """Copy a written ticket to `dest` (atomically, see bench.io), first removing what a
+    killed copy to `dest` left there (only temporary files of dead writers)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    remove_stale_temps(dest.parent, dest.name)
+    atomic_write_bytes(dest, Path(src).read_bytes())
     return dest
 
 
@@ -135,10 +134,24 @@ def plot_search(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), constrained_layout=True)
-    ax_r, ax_d, ax_k = axes
+    _plot_evaluations(axes[0], axes[1], episodes)
+    _plot_keep_probabilities(fig, axes[2], rounds, slot_ids)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
+    return path
+
+
+def _plot_evaluations(ax_r: Any, ax_d: Any, episodes: Sequence[Mapping[str, Any]]) -> None:
+    """Reward (best so far as a line) and density of every evaluation."""
+    import numpy as np
+
     x = [e["evaluation"] for e in episodes]
     final = [e.get("final", True) for e in episodes]
     rew = [e["reward"] for e in episodes]
@@ -156,6 +169,13 @@ def plot_search(
     ax_d.set_ylabel("density (kept / slots)")
     ax_d.set_xlabel("evaluation")
     ax_d.set_ylim(-0.05, 1.05)
+
+
+def _plot_keep_probabilities(
+    fig: Any, ax_k: Any, rounds: Sequence[Mapping[str, Any]], slot_ids: Sequence[str]
+) -> None:
+    """The per-slot keep probability over steps as a heat map, stage boundaries marked."""
+    import numpy as np
 
     keep = [r.get("keep_prob") for r in rounds]
     steps = [r["step"] for r in rounds if r.get("keep_prob") is not None]
@@ -179,11 +199,3 @@ def plot_search(
             ax_k.set_yticks(range(len(slot_ids)), slot_ids, fontsize=7)
     ax_k.set_xlabel("step")
     ax_k.set_ylabel("slot")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path

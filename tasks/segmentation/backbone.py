@@ -79,6 +79,12 @@ class TicketResNet(SlotResNet):
         norm_eval: keep BatchNorm layers in eval mode while training.
         init_from: a checkpoint of the ticket network (classification checkpoint with
             "model" key, bare state dict, or a supernet's) loaded by `init_weights`.
+        with_cp: gradient checkpointing (mmseg's name; timm's `set_grad_checkpointing`):
+            every block's activations are recomputed in the backward pass instead of
+            stored, which lets a deep dilated backbone train at full resolution on less
+            memory; outputs, gradients and BN statistics are the same.
+
+    The timm interface comes with the network: `feature_info` and `forward_intermediates`.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class TicketResNet(SlotResNet):
         norm_eval: bool = False,
         init_from: str | Path | None = None,
         in_channels: int = 3,
+        with_cp: bool = False,
         init_cfg: Any = None,
     ) -> None:
         t = resolve_ticket(ticket)
@@ -118,6 +125,7 @@ class TicketResNet(SlotResNet):
         self.init_report: LoadReport | None = None  # set when init_weights loads init_from
         if contract_dilation:
             self._contract_dilation()
+        self.set_grad_checkpointing(bool(with_cp))
         norm = dict(norm_cfg or {"type": "BN"})
         kind = norm.pop("type", "BN")
         requires_grad = norm.pop("requires_grad", True)

@@ -261,12 +261,7 @@ class Reinforce(Strategy):
         hp = self.ctx.hp
         actions = torch.tensor([list(r.mask) for r in results], dtype=torch.long)
         rewards = [r.reward for r in results]
-        bonus = 0.0
-        rnd_err = None
-        if hp.rnd:
-            a = actions.float()
-            rnd_err = ((self.rnd_fixed(a) - self.rnd_learned(a)) ** 2).sum()
-            bonus = hp.rnd_weight * float(rnd_err.detach())
+        bonus, rnd_err = self._rnd_bonus(actions)
         train_rewards = [r + bonus for r in rewards]
         self.baseline = ema_baseline(self.baseline, train_rewards, hp.baseline_decay)
         adv_list = advantages(train_rewards, self.baseline)
@@ -298,16 +293,7 @@ class Reinforce(Strategy):
             }
         )
         del self.buffer[: max(0, len(self.buffer) - hp.ppo_buffer)]
-        ppo_value = None
-        if hp.ppo and self.step >= hp.ppo_start:
-            pick = self.buffer[int(torch.randint(len(self.buffer), (1,), generator=self.gen))]
-            new_logp, _, _ = self.policy.evaluate(pick["actions"])
-            old_adv = torch.tensor(advantages(pick["rewards"], self.baseline), dtype=torch.float32)
-            ppo = hp.ppo_weight * ppo_loss(new_logp, pick["probs"], old_adv, hp.ppo_clip)
-            self.opt.zero_grad(set_to_none=True)
-            ppo.backward()
-            self.opt.step()
-            ppo_value = float(ppo.detach())
+        ppo_value = self._ppo_replay() if hp.ppo and self.step >= hp.ppo_start else None
         self._info = {
             "loss": float(loss.detach()),
             "baseline": self.baseline,
@@ -325,6 +311,27 @@ class Reinforce(Strategy):
             }
             for lp, a in zip(logp.detach().tolist(), adv_list)
         ]
+
+    def _rnd_bonus(self, actions: torch.Tensor) -> tuple[float, torch.Tensor | None]:
+        """The RND bonus of this step's schemes (one value for all) and the error to train."""
+        hp = self.ctx.hp
+        if not hp.rnd:
+            return 0.0, None
+        a = actions.float()
+        rnd_err = ((self.rnd_fixed(a) - self.rnd_learned(a)) ** 2).sum()
+        return hp.rnd_weight * float(rnd_err.detach()), rnd_err
+
+    def _ppo_replay(self) -> float:
+        """One clipped PPO update on a step drawn from the replay buffer; its loss."""
+        hp = self.ctx.hp
+        pick = self.buffer[int(torch.randint(len(self.buffer), (1,), generator=self.gen))]
+        new_logp, _, _ = self.policy.evaluate(pick["actions"])
+        old_adv = torch.tensor(advantages(pick["rewards"], self.baseline), dtype=torch.float32)
+        ppo = hp.ppo_weight * ppo_loss(new_logp, pick["probs"], old_adv, hp.ppo_clip)
+        self.opt.zero_grad(set_to_none=True)
+        ppo.backward()
+        self.opt.step()
+        return float(ppo.detach())
 
     def step_info(self) -> dict[str, Any]:
         return dict(self._info)
