@@ -23,8 +23,8 @@ from bench.engine import PRESETS, TrainHParams, evaluate
 from bench.engine.checkpoint import load_checkpoint
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
+from bench.fingerprint import file_sha256
 from bench.models.slots import build_ticket_model
-from bench.paths import file_sha256
 from bench.pretrained import SCRATCH, Init, check_ticket, load_state, state_dict_of
 from bench.results import make_record, write_record
 from bench.tickets import Ticket

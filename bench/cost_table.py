@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import hashlib
-import json
 import math
 import platform
 import random
@@ -29,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.cost import Cost, count_flops, count_params, device_name
+from bench.fingerprint import value_sha256
 from bench.io import atomic_write_json, read_json
 
 __all__ = [
@@ -257,8 +256,7 @@ def _match(kind: str, input_shape: Sequence[int], device: str, latency: bool) ->
 
 
 def _session_id(match: dict, keys: Sequence[str]) -> str:
-    text = json.dumps({**match, "keys": sorted(keys)}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return value_sha256({**match, "keys": sorted(keys)}, 16)
 
 
 def _find_session(costs_dir: Path, match: dict, keys: Sequence[str]) -> dict | None:

@@ -16,12 +16,13 @@ protocol includes it, so a rerun elsewhere still finds, resumes and compares its
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import platform
 import sys
 from typing import Any
+
+from bench.fingerprint import value_sha256
 
 __all__ = ["FINGERPRINT_FIELDS", "cpu_model", "environment", "fingerprint"]
 
@@ -96,8 +97,7 @@ def environment() -> dict[str, Any]:
 def fingerprint(env: dict[str, Any]) -> str:
     """sha256 (16 hex digits) over the fields of `env` that decide bit-exactness."""
     keys = FINGERPRINT_FIELDS + (_GPU_FIELDS if env.get("device") == "cuda" else ())
-    payload = json.dumps({k: env.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return value_sha256({k: env.get(k) for k in keys}, 16)
 
 
 if __name__ == "__main__":  # python -m bench.environment: this machine's environment

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import hashlib
 import io
 import math
 import re
@@ -55,9 +54,9 @@ from typing import Any
 from scipy.stats import rankdata
 
 from bench.errors import BenchError
+from bench.fingerprint import canonical_json, value_sha256
 from bench.io import atomic_write_text
 from bench.results import RECORDS_DIR, iter_records
-from bench.tickets import canonical_json
 
 __all__ = [
     "FORMATS",
@@ -141,7 +140,7 @@ def _is_number(x: Any) -> bool:
 
 def protocol_id(protocol: Mapping[str, Any]) -> str:
     """First 8 hex digits of the sha256 of the protocol's canonical JSON."""
-    return hashlib.sha256(canonical_json(dict(protocol)).encode()).hexdigest()[:8]
+    return value_sha256(dict(protocol), 8)
 
 
 def _run_row(out_root: Path, path: Path, rec: Mapping[str, Any]) -> dict[str, Any]:

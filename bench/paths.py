@@ -1,8 +1,7 @@
-"""Where the suite looks for data and keeps derived files; file fingerprints; path-safe names."""
+"""Where the suite looks for data and keeps derived files, and path-safe names."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -23,15 +22,6 @@ def default_cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "ticketbench"
-
-
-def file_sha256(path: str | os.PathLike[str], length: int | None = None) -> str:
-    """Hex sha256 of a file's bytes (first `length` digits when given)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 def slug(text: str) -> str:

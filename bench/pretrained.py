@@ -29,8 +29,8 @@ from torch import nn
 from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
 from bench.engine.rundir import BEST_FILE, HPARAMS_FILE, RESULT_FILE
 from bench.errors import BenchError
+from bench.fingerprint import file_sha256
 from bench.io import read_json
-from bench.paths import file_sha256
 from bench.tickets import Ticket
 
 INIT_KINDS = ("pretrained", "file", "scratch")

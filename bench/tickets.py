@@ -7,7 +7,6 @@ silently (a ResNet-50 mask never applies to a ResNet-101).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.fingerprint import canonical_json, value_sha256
 
 SCHEMA_VERSION = 1
 PROVENANCE_KINDS = {
@@ -25,11 +25,6 @@ PROVENANCE_KINDS = {
     "baseline": ("baseline", "seed"),
 }
 BASELINES = ("full", "none", "random")
-
-
-def canonical_json(obj: Any) -> str:
-    """Key-sorted compact JSON: the form every checksum and hash is taken over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -84,8 +79,7 @@ class Ticket:
     @property
     def checksum(self) -> str:
         """sha256 over the identity fields only: same network and mask, same checksum."""
-        digest = hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()
-        return f"sha256:{digest[:16]}"
+        return f"sha256:{value_sha256(self.identity(), 16)}"
 
     def ean_codes(self) -> tuple[int, ...]:
         """The official EAN code's per-stage integers (first block = most significant bit)."""

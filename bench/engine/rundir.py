@@ -31,9 +31,7 @@ import atexit
 import dataclasses
 import datetime
 import fcntl
-import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -51,6 +49,7 @@ from bench.engine.distributed import barrier, broadcast_object, is_main_process
 from bench.engine.hparams import HParams, nondefault
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.fingerprint import plain, value_sha256
 from bench.io import HOST, atomic_write_json, read_json, remove_stale_temps
 
 __all__ = [
@@ -66,7 +65,6 @@ __all__ = [
     "CheckpointEvery",
     "RunPlan",
     "add_mode_arg",
-    "canonical_json",
     "checkpoint_every",
     "is_finished",
     "prepare_run",
@@ -87,34 +85,9 @@ HASH_LENGTH = 12  # hex digits of sha256: 48 bits, ample for one user's runs
 _KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
 
-def _plain(obj: Any, where: str = "identity") -> Any:
-    """JSON-able copy with tuples as lists; refuse anything whose JSON form is ambiguous."""
-    if obj is None or isinstance(obj, bool | int | str):
-        return obj
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise TypeError(f"{where}: non-finite float {obj!r}")
-        return obj
-    if isinstance(obj, list | tuple):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError(f"{where}: dict keys must be strings")
-        return {k: _plain(v, f"{where}.{k}") for k, v in obj.items()}
-    raise TypeError(f"{where}: {type(obj).__name__} is not a plain JSON value")
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, ASCII: one byte string per value."""
-    return json.dumps(
-        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-
-
 def run_hash(identity: dict[str, Any], hparams: HParams) -> str:
     """Short sha256 over the identity and the non-default hparams."""
-    payload = canonical_json({"identity": identity, "hparams": nondefault(hparams)})
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()[:HASH_LENGTH]
+    return value_sha256({"identity": identity, "hparams": nondefault(hparams)}, HASH_LENGTH)
 
 
 def run_dir(
@@ -150,7 +123,7 @@ def _record(kind: str, identity: dict[str, Any], hparams: HParams, digest: str) 
     return {
         "kind": kind,
         "hash": digest,
-        "identity": _plain(identity),
+        "identity": plain(identity, "identity"),
         "hparams_class": type(hparams).__name__,
         "hparams": hparams.to_dict(),
         "nondefault": nondefault(hparams),

@@ -14,7 +14,6 @@ records them) and the search's (each up to its last checkpoint, see bench.search
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -28,8 +27,9 @@ from tqdm import tqdm
 
 from bench.engine.checkpoint import load_model_weights
 from bench.engine.distributed import broadcast_object, dist_info, init_distributed
-from bench.engine.rundir import RunPlan, canonical_json, prepare_run
+from bench.engine.rundir import RunPlan, prepare_run
 from bench.errors import BenchError
+from bench.fingerprint import value_sha256
 from bench.io import atomic_write_json, read_json
 from bench.models.resnet import SlotResNet
 from bench.models.sams import sam_defaults
@@ -67,15 +67,15 @@ __all__ = [
 
 def config_hash(strategy: str, preset: SearchPreset) -> str:
     """12 hex digits of sha256 over the strategy and every hparam of the three records."""
-    payload = canonical_json(
+    return value_sha256(
         {
             "strategy": strategy,
             "search": preset.search.to_dict(),
             "supernet": preset.supernet.to_dict(),
             "sampler": preset.sampler.to_dict(),
-        }
+        },
+        12,
     )
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()[:12]
 
 
 def recalibration_batches(train_set: Dataset, batches: int, batch_size: int) -> list[torch.Tensor]:

@@ -29,6 +29,7 @@ from torchvision.datasets.folder import default_loader, is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from bench.errors import BenchError
+from bench.fingerprint import text_sha256
 from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
 from bench.registry import Registry
 from tasks.classification import transforms as tfm
@@ -164,7 +165,7 @@ def heldout_indices(
 def heldout_digest(indices: Sequence[int] | np.ndarray) -> str:
     """Short sha256 of the sorted held-out indices, so every output names its exact split."""
     text = ",".join(str(int(i)) for i in np.sort(np.asarray(indices, dtype=np.int64)))
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+    return text_sha256(text, 16)
 
 
 # --------------------------------------------------------------------------- views and splits

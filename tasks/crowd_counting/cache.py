@@ -17,7 +17,6 @@ suite's convention) in crowd_counting/<part>-<split>-<hash of the folder>/; an e
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,9 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.faults import kill_point
+from bench.fingerprint import file_sha256, text_sha256
 from bench.io import atomic_path, remove_stale_temps
-from bench.paths import default_cache_dir, file_sha256
+from bench.paths import default_cache_dir
 from tasks.crowd_counting.data import Sample, image_shape, read_points
 from tasks.crowd_counting.density import DensitySpec, density_map
 
@@ -44,7 +44,7 @@ def cache_path(sample: Sample, cache_dir: Path | None = None) -> Path:
         return gt_dir / name
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     split_dir = gt_dir.parent  # <part>/<split>_data
-    digest = hashlib.sha256(str(gt_dir.resolve()).encode()).hexdigest()[:12]
+    digest = text_sha256(str(gt_dir.resolve()), 12)
     sub = f"{split_dir.parent.name}-{split_dir.name}-{digest}"
     return base / "crowd_counting" / sub / name
 

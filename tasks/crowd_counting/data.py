@@ -23,6 +23,7 @@ from PIL import Image
 from scipy.io import loadmat
 
 from bench.errors import BenchError
+from bench.fingerprint import text_sha256
 from bench.paths import default_data_root
 
 DATASETS = {"shanghaitech-a": "A", "shanghaitech-b": "B"}
@@ -195,4 +196,4 @@ def carve_validation(
 def split_digest(splits: dict[str, list[Sample]]) -> str:
     """sha256 over the image names of each split: what a run directory's identity holds."""
     text = ";".join(f"{k}:{','.join(s.name for s in v)}" for k, v in sorted(splits.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return text_sha256(text, 16)
