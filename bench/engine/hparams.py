@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,16 +22,23 @@ from bench.errors import BenchError
 from bench.registry import Registry
 
 __all__ = [
+    "AUTO",
+    "AUTO_PRESET",
     "PRESETS",
     "HParams",
     "TrainHParams",
     "add_hparam_args",
     "add_train_args",
     "field_types",
+    "flag_type",
+    "from_text",
     "hparam",
     "hparams_from_args",
     "nondefault",
+    "preset_for",
+    "show_value",
     "train_hparams_from_args",
+    "type_name",
 ]
 
 H = TypeVar("H", bound="HParams")
@@ -53,8 +61,14 @@ def field_types(cls: type[HParams]) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _is_tuple(tp: Any) -> bool:
-    return get_origin(tp) is tuple
+def _optional(tp: Any) -> Any:
+    """X for an `X | None` annotation, else None."""
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0]
+        raise TypeError(f"union-typed hparams other than X | None are not supported: {tp!r}")
+    return None
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -63,6 +77,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     Canonical types keep hashes stable: `lr=1` and `lr=1.0` must hash alike, and a JSON list
     read back from hparams.json must compare equal to the tuple it was written from.
     """
+    if (inner := _optional(tp)) is not None:
+        return None if value is None else _coerce(name, inner, value)
     origin = get_origin(tp)
     if origin is Literal:
         if value not in get_args(tp):
@@ -74,8 +90,6 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise BenchError(f"{name} must be a sequence, not {value!r}")
         return tuple(_coerce(name, elem, v) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"{name}: union-typed hparams are not supported")
     if tp is bool:
         if not isinstance(value, bool):
             raise BenchError(f"{name} must be true or false, not {value!r}")
@@ -97,6 +111,56 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise BenchError(f"{name} must be a string, not {value!r}")
         return value
     raise TypeError(f"{name}: unsupported hparam type {tp!r}")
+
+
+# ---- text -> typed value: the one conversion for flags and `--opt KEY=VALUE` --------------
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+
+
+def type_name(tp: Any) -> str:
+    """How a value of type `tp` is written on the command line: int, a|b, int,int,..."""
+    if (inner := _optional(tp)) is not None:
+        return f"{type_name(inner)} | none"
+    if get_origin(tp) is Literal:
+        return "|".join(map(str, get_args(tp)))
+    if get_origin(tp) is tuple:
+        elem = type_name(get_args(tp)[0])
+        return f"{elem},{elem},..."
+    return getattr(tp, "__name__", str(tp))
+
+
+def from_text(tp: Any, text: str, default: Any = None) -> Any:
+    """The value of `text` for a field of type `tp`: "0.5", "false", "768x1024", "30,60",
+    "none" (an optional field). A tuple field whose `default` holds two values reads a
+    single number N as N,N (a square size). ValueError says what was expected."""
+    text = text.strip()
+    if (inner := _optional(tp)) is not None:
+        return None if text.lower() in ("none", "") else from_text(inner, text, default)
+    if get_origin(tp) is Literal:
+        for choice in get_args(tp):
+            if text == str(choice):
+                return choice
+        raise ValueError(f"expected one of {', '.join(map(str, get_args(tp)))}, not {text!r}")
+    if get_origin(tp) is tuple:
+        parts = [p for p in re.split(r"[,x]", text) if p.strip()]
+        try:
+            values = tuple(from_text(get_args(tp)[0], p) for p in parts)
+        except ValueError:
+            raise ValueError(f"expected {type_name(tp)} (or HxW), not {text!r}") from None
+        square = isinstance(default, tuple) and len(default) == 2 and len(values) == 1
+        return values * 2 if square else values
+    if tp is bool:
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"expected true or false, not {text!r}")
+        return text.lower() in _TRUE
+    try:
+        value = tp(text)
+    except ValueError:
+        raise ValueError(f"expected {_NAMES.get(tp, type_name(tp))}, not {text!r}") from None
+    if tp is float and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, not {text!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +309,22 @@ PRESETS.register("imagenet-resnet50")(
 )
 
 
+AUTO = "auto"  # --preset auto: the dataset's own protocol
+# The paper's protocol per dataset (paper.md, "Training protocols used by this line of
+# work"); the embedded default gets the short CPU preset.
+AUTO_PRESET = {
+    "cifar10": "cifar-resnet164",
+    "cifar100": "cifar-resnet164",
+    "imagenet": "imagenet-resnet50",
+    "fashion-mnist": "short",
+}
+
+
+def preset_for(name: str, dataset: str) -> str:
+    """The training preset `--preset NAME` means for `dataset` (auto resolved)."""
+    return AUTO_PRESET.get(dataset, "short") if name == AUTO else name
+
+
 # --- command line -----------------------------------------------------------------------
 
 
@@ -256,24 +336,31 @@ def _dest(name: str, prefix: str) -> str:
     return (prefix + name).replace("-", "_")
 
 
-def _tuple_parser(name: str, elem: type) -> Any:
-    def parse(text: str) -> tuple[Any, ...]:
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        try:
-            return tuple(elem(p) for p in parts)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}: expected comma-separated {elem.__name__}s, got {text!r}"
-            ) from None
+def flag_type(tp: Any, default: Any = None) -> Any:
+    """An argparse `type=` that reads a flag's text with `from_text`."""
 
-    parse.__name__ = f"comma-separated {elem.__name__}s"
+    def parse(text: str) -> Any:
+        try:
+            return from_text(tp, text, default)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = type_name(tp)
     return parse
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A default as the command line writes it: 30,60 for a tuple, "" for an empty one."""
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or '""'
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None or value == "":
+        return "none" if value is None else '""'
     return str(value)
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 
 def add_hparam_args(
@@ -283,31 +370,34 @@ def add_hparam_args(
     prefix: str = "",
     shown_defaults: HParams | None = None,
     skip: tuple[str, ...] = (),
+    show_defaults: bool = True,
 ) -> None:
     """Add one `--flag` per field of `cls` (except the fields in `skip`, which the
     command sets another way, e.g. seed from --seeds).
 
     Every flag defaults to None ("not given") so `hparams_from_args` can lay only the given
     flags over a preset. Bools get `--x/--no-x`; tuples are comma-separated ("" = empty).
-    `shown_defaults` (e.g. the default preset) supplies the values quoted in the help.
+    `shown_defaults` (e.g. the default preset) supplies the values quoted in the help;
+    show_defaults False quotes none (the defaults depend on a preset chosen at run time).
     """
     shown = shown_defaults if shown_defaults is not None else cls()
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         tp = field_types(cls)[f.name]
-        help_text = f"{f.metadata.get('help', '')} (default: {_show(getattr(shown, f.name))})"
+        value = getattr(shown, f.name)
+        help_text = f.metadata.get("help", "")
+        if show_defaults:
+            help_text += f" (default: {show_value(value)})"
         kwargs: dict[str, Any] = {"dest": _dest(f.name, prefix), "default": None}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(tp) is Literal:
             kwargs["choices"] = list(get_args(tp))
-            kwargs["type"] = type(get_args(tp)[0])
-        elif _is_tuple(tp):
-            kwargs["type"] = _tuple_parser(f.name, get_args(tp)[0])
-            kwargs["metavar"] = "A,B,..."
+            kwargs["type"] = flag_type(tp)
         else:
-            kwargs["type"] = tp
+            kwargs["type"] = flag_type(tp, value)
+            kwargs["metavar"] = "A,B,..." if get_origin(tp) is tuple else _METAVARS.get(tp)
         parser.add_argument(_flag(f.name, prefix), help=help_text, **kwargs)
 
 
@@ -331,16 +421,20 @@ def add_train_args(
     default_preset: str = "short",
     skip: tuple[str, ...] = (),
 ) -> None:
-    """`--preset NAME` plus one flag per `TrainHParams` field."""
+    """`--preset NAME` plus one flag per `TrainHParams` field. Under the default preset
+    "auto" (the dataset's paper protocol) no flag quotes a default: they are the preset's."""
+    auto = default_preset == AUTO
     parser.add_argument(
         "--preset",
         default=default_preset,
-        help=f"training preset: {', '.join(PRESETS)}"
-        + (" or auto (the dataset's paper protocol)" if default_preset == "auto" else "")
-        + f" (default: {default_preset}); flags below override its fields",
+        # Shown, not enforced here: an unknown preset is a one-line BenchError at PRESETS.get.
+        metavar="{" + ",".join([AUTO, *PRESETS] if auto else PRESETS) + "}",
+        help=("auto: the dataset's paper protocol; " if auto else "training preset; ")
+        + "the flags below override its fields (bench list presets)"
+        + ("" if auto else f" (default: {default_preset})"),
     )
     shown = PRESETS.get(default_preset) if default_preset in PRESETS else None
-    add_hparam_args(parser, TrainHParams, shown_defaults=shown, skip=skip)
+    add_hparam_args(parser, TrainHParams, shown_defaults=shown, skip=skip, show_defaults=not auto)
 
 
 def train_hparams_from_args(args: argparse.Namespace) -> TrainHParams:

@@ -23,12 +23,15 @@ from bench.errors import BenchError
 from bench.registry import Registry
 
 __all__ = [
+    "AUTO",
+    "AUTO_PRESET",
     "EAN_SPACE",
     "SEARCH_PRESETS",
     "SearchHParams",
     "SearchPreset",
     "SearchSpace",
     "SupernetHParams",
+    "preset_for",
     "resolve_preset",
 ]
 
@@ -248,6 +251,16 @@ class SearchPreset:
 
 # A preset is a function of the dataset (ImageNet and CIFAR train their supernets differently).
 SEARCH_PRESETS: Registry[Callable[[str], SearchPreset]] = Registry("search preset")
+AUTO = "auto"
+# --preset auto: the paper's protocol where the dataset has one (ImageNet: the official
+# search; CIFAR: the same recipe at CIFAR scale, see `ean`), the CPU-scale embedded default
+# on Fashion-MNIST (and any other dataset).
+AUTO_PRESET = {"imagenet": "ean", "cifar10": "ean", "cifar100": "ean", "fashion-mnist": "short"}
+
+
+def preset_for(name: str, dataset: str) -> str:
+    """The preset `--preset NAME` means for `dataset` (auto resolved; others as given)."""
+    return AUTO_PRESET.get(dataset, "short") if name == AUTO else name
 
 
 @SEARCH_PRESETS.register("short")
@@ -313,15 +326,19 @@ def resolve_preset(
     supernet: dict | None = None,
     sampler: dict | None = None,
 ) -> SearchPreset:
-    """Preset `name` for `dataset` with overrides laid over it (validated).
+    """Preset `name` (auto: `preset_for`) for `dataset` with overrides laid over it (validated).
 
-    epochs: supernet epochs; iters: reinforce controller steps; budget: evaluations. The
+    epochs: supernet epochs (also `supernet["epochs"]`; --epochs wins), which scale the
+    supernet's step schedule; iters: reinforce controller steps; budget: evaluations. The
     dicts override fields of the three records by name (e.g. from command-line flags).
     """
-    preset = SEARCH_PRESETS.get(name)(dataset)
-    sup = TrainHParams.from_dict(supernet or {}, base=preset.supernet)
-    if epochs is not None:
-        sup = sup.replace(epochs=epochs, warmup_epochs=min(sup.warmup_epochs, epochs))
+    preset = SEARCH_PRESETS.get(preset_for(name, dataset))(dataset)
+    overrides = dict(supernet or {})
+    # A new epoch budget scales the preset's schedule first (TrainHParams.with_epochs); then
+    # explicit fields (e.g. milestones) win, as for `bench train`.
+    given = overrides.pop("epochs", None)
+    epochs = given if epochs is None else epochs
+    sup = TrainHParams.from_dict(overrides, base=preset.supernet.with_epochs(epochs))
     srch = SearchHParams.from_dict(search or {}, base=preset.search)
     if iters is not None:
         srch = srch.replace(steps=iters)

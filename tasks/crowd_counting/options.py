@@ -1,9 +1,11 @@
-"""Crowd-counting options and training protocols, and their command-line flags.
+"""Crowd-counting options and training protocols, and their command-line forms.
 
 `CrowdOptions` fixes the data side of a cell (density kernel, border and outside-point
 policies, validation carve-out, crops, cost input); a `Protocol` pairs engine hparams with
 the options it starts from. A TransferRun's options dict picks a protocol ("protocol") and
-lays "hparams" (TrainHParams fields) and CrowdOptions fields over it.
+lays "hparams" (TrainHParams fields) and CrowdOptions fields over it. `OPTIONS` declares
+those keys for `bench transfer --opt KEY=VALUE` (TrainHParams fields by their own name).
+Light on purpose (no torch, scipy or data): the CLI reads it to check options.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bench.engine import TrainHParams
-from bench.engine.hparams import HParams, add_hparam_args, hparam
+from bench.engine.hparams import HParams, TrainHParams, add_hparam_args, hparam
 from bench.errors import BenchError
 from bench.registry import Registry
-from tasks.crowd_counting.density import DensitySpec
-from tasks.crowd_counting.sample import is_sample
+from bench.taskopts import OptionGroup, TaskOptions
+
+if TYPE_CHECKING:
+    from tasks.crowd_counting.density import DensitySpec
 
 # paper.md: Part A geometry-adaptive kernels, Part B a fixed sigma of 15.
 PAPER_KERNEL = {"shanghaitech-a": "adaptive", "shanghaitech-b": "fixed"}
@@ -78,6 +81,8 @@ class CrowdOptions(HParams):
                 raise BenchError(f"bad crowd counting options: {msg}")
 
     def density_spec(self, dataset: str) -> DensitySpec:
+        from tasks.crowd_counting.density import DensitySpec
+
         kernel = PAPER_KERNEL[dataset] if self.kernel == "auto" else self.kernel
         return DensitySpec(
             kernel=kernel,
@@ -146,8 +151,45 @@ PROTOCOLS.register("short")(
 AUTO_PROTOCOL = "auto"
 
 
+@dataclass(frozen=True)
+class ProtocolChoice(HParams):
+    """The `protocol` option: which training recipe a cell starts from."""
+
+    protocol: str = hparam(
+        AUTO_PROTOCOL,
+        "training protocol: auto (short on the bundled sample data, csrnet otherwise), "
+        "csrnet (CSRNet's recipe) or short (CPU scale); options below lay over it",
+        choices=lambda: (AUTO_PROTOCOL, *PROTOCOLS),
+    )
+
+
+OPTIONS = TaskOptions(
+    "crowd_counting",
+    (
+        OptionGroup(ProtocolChoice),
+        OptionGroup(
+            CrowdOptions,
+            bases={n: PROTOCOLS.get(n).options for n in PROTOCOLS},
+            title="data, density maps and costs",
+        ),
+        # Engine hparams by name (lr=1e-6), into options["hparams"]; the budget and seed
+        # come from --epochs/--iters and --seeds.
+        OptionGroup(
+            TrainHParams,
+            into="hparams",
+            skip=("epochs", "seed"),
+            bases={n: PROTOCOLS.get(n).hparams for n in PROTOCOLS},
+            title="training (over the protocol's; budget: --epochs or --iters, seed: --seeds)",
+        ),
+    ),
+    note="a default per protocol where they differ",
+)
+
+
 def resolve_protocol(name: str, part_dir: Path) -> str:
     """auto: short for the bundled sample data (tasks.crowd_counting.sample), else csrnet."""
+    from tasks.crowd_counting.sample import is_sample
+
     if name != AUTO_PROTOCOL:
         PROTOCOLS.get(name)
         return name

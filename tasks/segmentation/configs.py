@@ -19,15 +19,15 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from bench.engine.hparams import HParams, hparam
 from bench.errors import BenchError
 from bench.models.resnet import BACKBONES, stage_geometry
 from bench.registry import Registry
 from bench.tickets import Ticket
 from tasks.segmentation import compat
 from tasks.segmentation.data import ANN_DIR, IGNORE_INDEX, IMG_DIR, TRAIN_CLASSES
+from tasks.segmentation.options import SegHParams  # the recipe (light: the CLI reads it)
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -36,60 +36,6 @@ NUM_CLASSES = len(TRAIN_CLASSES)  # 19 Cityscapes train ids
 # ImageNet mean/std in RGB order on 0..255 pixels (mmseg's SegDataPreProcessor defaults).
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
-# mmseg schedule_{40k,80k}.py: total iterations and the val/checkpoint interval.
-SCHEDULES: dict[str, tuple[int, int]] = {"40k": (40_000, 4_000), "80k": (80_000, 8_000)}
-
-
-@dataclasses.dataclass(frozen=True)
-class SegHParams(HParams):
-    """How to train a segmentation transfer run. Defaults: mmseg's Cityscapes 512x1024
-    recipe (per-process batch 2 as in "4xb2", SGD lr 0.01, poly 0.9 to 1e-4)."""
-
-    decoder: str = hparam("pspnet", "decode head: fcn, pspnet, deeplabv3, deeplabv3plus, upernet")
-    schedule: Literal["40k", "80k"] = hparam("40k", "mmseg schedule (iterations, val interval)")
-    iters: int = hparam(0, "training iterations (0: the schedule's)")
-    val_interval: int = hparam(0, "validate and checkpoint every N iterations (0: schedule's)")
-    crop: tuple[int, ...] = hparam((512, 1024), "training crop, height,width")
-    image_size: tuple[int, ...] = hparam(
-        (1024, 2048), "image size (height,width) before random rescaling and for validation"
-    )
-    batch_size: int = hparam(2, "images per process per iteration (mmseg's 4xb2: 2)")
-    lr: float = hparam(0.01, "SGD learning rate")
-    momentum: float = hparam(0.9, "SGD momentum")
-    weight_decay: float = hparam(5e-4, "SGD weight decay")
-    min_lr: float = hparam(1e-4, "poly schedule's final learning rate")
-    aux_head: bool = hparam(True, "auxiliary FCN head (weight 0.4) on the second-last stage")
-    deep_stem: bool = hparam(True, "ResNetV1c deep stem (mmseg's R-50-D8); ImageNet backbones")
-    contract_dilation: bool = hparam(True, "halve the first dilated block's dilation (mmseg)")
-    num_workers: int = hparam(2, "data-loader workers per process")
-    seed: int = hparam(0, "seed of init, data order and augmentation")
-
-    def validate(self) -> None:
-        if self.decoder not in DECODERS:
-            raise BenchError(f"decoder {self.decoder!r}: expected one of {', '.join(DECODERS)}")
-        checks = [
-            (self.iters >= 0, "iters must be >= 0"),
-            (self.val_interval >= 0, "val_interval must be >= 0"),
-            (len(self.crop) == 2 and min(self.crop) >= 8, "crop must be height,width >= 8"),
-            (
-                len(self.image_size) == 2 and min(self.image_size) >= 8,
-                "image_size must be height,width >= 8",
-            ),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0 and self.min_lr >= 0, "lr must be > 0 and min_lr >= 0"),
-            (self.num_workers >= 0, "num_workers must be >= 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise BenchError(f"bad segmentation hparams: {msg}")
-
-    @property
-    def max_iters(self) -> int:
-        return self.iters or SCHEDULES[self.schedule][0]
-
-    @property
-    def interval(self) -> int:
-        return min(self.val_interval or SCHEDULES[self.schedule][1], self.max_iters)
 
 
 # ---- decoders ------------------------------------------------------------------------------

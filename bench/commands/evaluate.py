@@ -1,0 +1,49 @@
+"""`bench eval`: score a checkpoint of a ticket network on the held-out or test split."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import cliargs
+from bench.commands.train import add_data_flags, add_model_flags, data_options
+
+HELP = (
+    "Score a checkpoint of a ticket network on the held-out or test split and write "
+    "a result record."
+)
+EXAMPLE = "bench eval cifar10 resnet20-se --ticket T.json runs/train_x/best.pt --split test"
+USAGE = "bench eval DATASET MODEL (--ticket T | --mask MASK) CHECKPOINT [options]"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_flags(p)
+    p.add_argument(
+        "checkpoint", type=cliargs.existing_file, help="best.pt / latest.pt or a state dict"
+    )
+    p.add_argument("--split", default="test", choices=["heldout", "test"])
+    add_data_flags(p)
+    cliargs.add_run_flags(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    cliargs.check_device(args.device)
+    from bench.classify import eval_checkpoint
+    from bench.commands.ticket import ticket_for
+
+    ticket = ticket_for(args, args.seeds[0])
+    rec = eval_checkpoint(
+        ticket,
+        args.checkpoint,
+        args.dataset,
+        args.split,
+        out_root=args.out,
+        data=data_options(args),
+        device=args.device,
+        seed=args.seeds[0],
+    )
+    x = rec["result"]["extras"]
+    top5 = "" if x["top5"] is None else f"  top5 {x['top5']:.2f}"
+    print(
+        f"{args.checkpoint} on {args.dataset}/{args.split}: top1 {rec['result']['value']:.2f}"
+        f"{top5}  loss {x['loss']:.4f}  (n={x['n']})"
+    )

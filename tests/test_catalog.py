@@ -1,0 +1,47 @@
+"""bench.catalog names what the registries hold, so the CLI can offer and check names
+without importing torch: here the light copy is held equal to the registries themselves."""
+
+import pytest
+
+from bench import catalog
+from bench.engine.rundir import MODES
+from bench.models.resnet import BACKBONES, SHARING_MODES
+from bench.models.sams import SAMS
+from bench.search.strategies import STRATEGIES
+from bench.transfer import TASKS, load_adapters
+from tasks.classification.datasets import DATASETS
+from tasks.segmentation.configs import DECODERS
+
+
+def test_catalog_names_what_the_registries_hold() -> None:
+    load_adapters()
+    assert set(catalog.BACKBONES) == set(BACKBONES)
+    assert set(catalog.SAMS) == set(SAMS)
+    assert set(catalog.STRATEGIES) == set(STRATEGIES)
+    assert set(catalog.DECODERS) == set(DECODERS) and len(catalog.DECODERS) == 5
+    assert catalog.MODES == tuple(MODES) and catalog.SHARING == tuple(SHARING_MODES)
+    assert {t: TASKS.get(t).datasets for t in TASKS} == catalog.TASKS
+    assert set(catalog.CLASSIFICATION_DATASETS) == set(DATASETS)
+    assert set(catalog.TASK_OPTIONS) == set(TASKS)
+
+
+def test_live_registries_win_once_loaded() -> None:
+    # The registry modules are imported above, so the live names are what the CLI checks.
+    assert catalog.sam_names() == tuple(SAMS) and catalog.decoder_names() == tuple(DECODERS)
+    assert catalog.check_model("resnet164-se") == ("resnet164", "se")
+    bad_names = {
+        "resnet21-se": "unknown backbone",
+        "resnet20-xx": "unknown SAM",
+        "resnet20": "name a SAM",
+        "ResNet20": "expected <backbone>",
+    }
+    for bad, words in bad_names.items():
+        with pytest.raises(ValueError, match=words):
+            catalog.check_model(bad)
+
+
+def test_train_auto_presets_are_the_classification_defaults() -> None:
+    from bench.classify import DEFAULT_PRESET
+    from bench.engine.hparams import AUTO_PRESET
+
+    assert AUTO_PRESET == DEFAULT_PRESET
