@@ -31,14 +31,6 @@ from bench.tickets import Ticket
 
 TASK = "classification"
 HEAD = "linear"
-# The paper's protocol per dataset (paper.md, "Training protocols used by this line of
-# work"); the embedded default gets the short CPU preset.
-DEFAULT_PRESET = {
-    "cifar10": "cifar-resnet164",
-    "cifar100": "cifar-resnet164",
-    "imagenet": "imagenet-resnet50",
-    "fashion-mnist": "short",
-}
 
 
 @dataclass(frozen=True)
@@ -239,7 +231,7 @@ def with_seed(hp: TrainHParams, seed: int, epochs: int | None) -> TrainHParams:
 
 def records_table(records: list[dict[str, Any]]) -> str:
     """Ticket vs controls at a glance: test metric, held-out score, params, latency, run."""
-    rows = [r for r in records if r.get("result")]
+    rows = [r for r in records if r.get("provenance", {}).get("status") == "finished"]
     if not rows:
         return ""
     lines = [

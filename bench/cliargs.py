@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import catalog
+from bench.checkpoint_interval import add_checkpoint_flag
 from bench.errors import BenchError
 
 TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
@@ -292,6 +293,7 @@ def add_mode_flag(p: argparse.ArgumentParser, help_text: str = "") -> None:
         or "new: skip a finished run, resume an unfinished one; cover: wipe the run directory "
         "and rerun",
     )
+    add_checkpoint_flag(p)
 
 
 # ---- values the commands read ---------------------------------------------------------------

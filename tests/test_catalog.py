@@ -38,10 +38,3 @@ def test_live_registries_win_once_loaded() -> None:
     for bad, words in bad_names.items():
         with pytest.raises(ValueError, match=words):
             catalog.check_model(bad)
-
-
-def test_train_auto_presets_are_the_classification_defaults() -> None:
-    from bench.classify import DEFAULT_PRESET
-    from bench.engine.hparams import AUTO_PRESET
-
-    assert AUTO_PRESET == DEFAULT_PRESET

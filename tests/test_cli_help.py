@@ -110,7 +110,6 @@ def test_help_and_argument_errors_import_nothing_heavy(argv) -> None:
     assert _imported(argv) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bench/engine and bench/search __init__ are not lazy yet")
 @pytest.mark.parametrize("argv", NEEDS_LAZY_PACKAGES, ids=" ".join)
 def test_flag_errors_of_hparam_commands_import_nothing_heavy(argv) -> None:
     assert _imported(argv) == []

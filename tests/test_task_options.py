@@ -82,15 +82,16 @@ def test_segmentation_and_classification_options() -> None:
 
 def test_option_keys_are_the_dataclass_fields() -> None:
     from tasks.crowd_counting.options import CrowdOptions
-    from tasks.segmentation.options import SegHParams
+    from tasks.segmentation.options import SegHParams, SegRuntime
 
     crowd = set(task_options("crowd_counting").options())
     fields = {f.name for f in dataclasses.fields(CrowdOptions)}
     train = {f.name for f in dataclasses.fields(TrainHParams)} - {"epochs", "seed"}
     assert crowd == fields | train | {"protocol"}
     seg = set(task_options("segmentation").options())
-    assert seg == {f.name for f in dataclasses.fields(SegHParams)} - {"iters", "seed"} | {
-        "measure_latency", "log_level"}  # fmt: skip
+    runtime = {f.name for f in dataclasses.fields(SegRuntime)}
+    assert runtime == {"measure_latency", "log_level", "with_cp"}
+    assert seg == {f.name for f in dataclasses.fields(SegHParams)} - {"iters", "seed"} | runtime
 
 
 def test_bad_options_name_the_key_and_the_type() -> None:

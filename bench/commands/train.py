@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import catalog, cliargs
-from bench.errors import BenchError
+from bench.errors import BenchError, RunsFailed
 
 HELP = (
     "Train a ticket from scratch (or a full / none / random control) on a classification "
@@ -148,3 +148,6 @@ def run(args: argparse.Namespace) -> None:
     if main_rank:
         print(records_table(records))
         print(f"records: {args.out / 'records' / 'classification' / args.dataset}")
+    failed = [r for r in records if r["provenance"]["status"] == "failed"]
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(records)} runs failed (their records say why)")

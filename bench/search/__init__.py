@@ -4,46 +4,51 @@
 holds its flags.
 """
 
-from bench.search.budget import Budget
-from bench.search.config import SearchConfig, SearchSetup
-from bench.search.evaluator import Evaluation, Evaluator, Score, SupernetScorer, TableScorer
-from bench.search.hparams import (
-    SEARCH_PRESETS,
-    SearchHParams,
-    SearchPreset,
-    SupernetHParams,
-    resolve_preset,
-)
-from bench.search.loop import LoopResult, search_loop
-from bench.search.reward import Reward, measure_slot_latency
-from bench.search.run import config_hash, run_search
-from bench.search.strategies import STRATEGIES, SearchContext, Strategy
-from bench.search.supernet import MaskSampler, sample_mask, train_supernet
+from bench.lazy import lazy_exports
 
-__all__ = [
-    "SEARCH_PRESETS",
-    "STRATEGIES",
-    "Budget",
-    "Evaluation",
-    "Evaluator",
-    "LoopResult",
-    "MaskSampler",
-    "Reward",
-    "Score",
-    "SearchConfig",
-    "SearchContext",
-    "SearchHParams",
-    "SearchPreset",
-    "SearchSetup",
-    "Strategy",
-    "SupernetHParams",
-    "SupernetScorer",
-    "TableScorer",
-    "config_hash",
-    "measure_slot_latency",
-    "resolve_preset",
-    "run_search",
-    "sample_mask",
-    "search_loop",
-    "train_supernet",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "budget": ("Budget",),
+        "config": (
+            "SearchConfig",
+            "SearchSetup",
+        ),
+        "evaluator": (
+            "Evaluation",
+            "Evaluator",
+            "Score",
+            "SupernetScorer",
+            "TableScorer",
+        ),
+        "hparams": (
+            "SEARCH_PRESETS",
+            "SearchHParams",
+            "SearchPreset",
+            "SupernetHParams",
+            "resolve_preset",
+        ),
+        "loop": (
+            "LoopResult",
+            "search_loop",
+        ),
+        "reward": (
+            "Reward",
+            "measure_slot_latency",
+        ),
+        "run": (
+            "config_hash",
+            "run_search",
+        ),
+        "strategies": (
+            "STRATEGIES",
+            "SearchContext",
+            "Strategy",
+        ),
+        "supernet": (
+            "MaskSampler",
+            "sample_mask",
+            "train_supernet",
+        ),
+    },
+)

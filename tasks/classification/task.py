@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.classify import DEFAULT_PRESET, HEAD, DataOptions, train_cell, with_seed
+from bench.classify import HEAD, DataOptions, train_cell, with_seed
 from bench.engine import PRESETS
+from bench.engine.hparams import preset_for
 from bench.errors import BenchError
 from bench.transfer import TASKS, TransferRun, TransferTask
 from tasks.classification.datasets import DATASETS, load_splits
@@ -36,7 +37,7 @@ class Classification(TransferTask):
     def run(self, run: TransferRun) -> dict[str, Any]:
         if run.iters is not None:
             raise BenchError("classification counts epochs: use --epochs, not --iters")
-        preset = run.options.get("preset") or DEFAULT_PRESET.get(run.dataset, "short")
+        preset = preset_for(run.options.get("preset") or "auto", run.dataset)
         hp = with_seed(PRESETS.get(preset), run.seed, run.epochs)
         data = DataOptions(
             data_root=run.data_root,

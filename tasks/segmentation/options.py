@@ -87,6 +87,9 @@ class SegRuntime(HParams):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = hparam(
         "INFO", "the mmengine Runner's log level"
     )
+    with_cp: bool = hparam(
+        False, "gradient checkpointing in the backbone: less memory, same outputs and BN stats"
+    )
 
 
 OPTIONS = TaskOptions(

@@ -37,7 +37,7 @@ DEFAULT_DATA_ROOT = Path("data/cityscapes")  # mmseg's default layout, relative 
 RUN_KIND = "seg"
 # Options that steer the run but not its result (kept out of the run hash).
 # Not part of the run hash: they change what is printed or measured, not what is trained.
-RUNTIME_OPTIONS = ("measure_latency", "log_level")
+RUNTIME_OPTIONS = ("measure_latency", "log_level", "with_cp")
 # On the bundled sample, a default budget that shows the whole flow in seconds.
 SAMPLE_ITERS = 20
 # MMSegmentation's published single-scale Cityscapes val mIoU of R-50-D8 at 512x1024
@@ -179,6 +179,7 @@ class SegCell(Cell):
             check_ticket(init.path, self.ticket)
         cfg = self._config(self.ticket, plan.path, device, init)
         cfg.log_level = str(self.options.get("log_level", cfg.log_level))
+        cfg.model.backbone.with_cp = bool(self.options.get("with_cp", False))
         runner, metrics, wall = run_runner(
             cfg, device=device, resume_from=resume_point(plan.path), hooks=self.hooks
         )
