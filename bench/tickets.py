@@ -199,8 +199,12 @@ def make_ticket(
     sharing: str = "block",
 ) -> Ticket:
     """Build and validate a ticket for `backbone` (slot ids taken from the model)."""
-    from bench.models.sams import sam_defaults
+    from bench.models.sams import check_sam_args, sam_defaults
 
+    try:  # before the checksum is taken over them (it refuses NaN)
+        check_sam_args(sam, sam_args or {})
+    except BenchError as e:
+        raise BenchError(f"{name}: field 'sam_args': {e}") from None
     ticket = Ticket(
         name=name,
         backbone=backbone,
