@@ -119,9 +119,11 @@ def test_a_failed_run_exits_1_and_a_later_success_replaces_its_record(
 
     monkeypatch.setenv("TICKETBENCH_CACHE", str(tmp_path / "cache"))
     root = write_sample(tmp_path / "data", parts=("B",))
-    gt = root / "part_B" / "test_data" / "ground_truth" / "GT_IMG_1.mat"
+    gt = root / "part_B" / "test_data" / "images" / "IMG_1.jpg"
     good = gt.read_bytes()
-    gt.write_bytes(b"not a MATLAB file")  # the run fails reading it; the record is kept
+    # The header still reads (the checks before training pass), the pixels do not: the run
+    # fails when it meets them, and its record is kept.
+    gt.write_bytes(good[: len(good) // 2])
     out = tmp_path / "runs"
     args = ("--pretrained", "none", "--no-controls")
     assert _transfer(ticket_file, root, out, *args) == 1
