@@ -24,10 +24,7 @@ lint: setup
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-## Side-by-side ratio benchmarks (not tests); they print their figures.
+## Side-by-side ratio benchmarks (not tests): prints every ratio with its spread and writes
+## runs/benchmarks/<time>/report.{md,json}; about 10 minutes on 2 cores.
 bench: setup
-	$(BIN)/python benchmarks/bench_core.py
-	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python benchmarks/bench_search.py
-	$(BIN)/python benchmarks/bench_density.py
-	$(BIN)/python benchmarks/bench_seg.py
+	$(BIN)/python -m benchmarks

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures_crowd import split_dir, write_crowd_root, write_points
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.spatial import KDTree
 
 from bench.errors import BenchError
@@ -20,10 +20,11 @@ from tasks.crowd_counting.data import list_split, read_image, read_points
 from tasks.crowd_counting.dataset import Item, TrainCrops, augment, crop_box, to_tensor
 from tasks.crowd_counting.density import (
     DensitySpec,
+    csrnet_fixed,
     density_map,
     gaussian_kernel1d,
     head_sigmas,
-    reference_density,
+    reflected_kernel,
     sum_pool,
 )
 from tasks.crowd_counting.model import CrowdCounter
@@ -64,8 +65,34 @@ def test_cut_equals_an_independent_naive_reference(kernel: str) -> None:
     fast = density_map(POINTS, SHAPE, spec).density
     naive = naive_cut(POINTS, SHAPE, kernel, 6.0)
     assert np.abs(fast - naive).max() <= 1e-12 * naive.max()
-    # density.reference_density (the benchmark's naive form) agrees with it too.
-    assert np.abs(reference_density(POINTS, SHAPE, spec) - naive).max() <= 1e-12 * naive.max()
+
+
+@pytest.mark.parametrize("size", [5, 40, 200])
+def test_reflected_kernel_is_scipys_reflect_response(size: int) -> None:
+    # Impulses at both ends and inside; at size 5 the 61-tap kernel folds several times.
+    kernel = gaussian_kernel1d(7.5)
+    for center in sorted({0, 1, size // 2, size - 2, size - 1}):
+        delta = np.zeros(size)
+        delta[center] = 1.0
+        scipy_line = gaussian_filter1d(delta, 7.5, mode="reflect")
+        first, values = reflected_kernel(center, size, kernel)
+        ours = np.zeros(size)
+        ours[first : first + len(values)] = values
+        np.testing.assert_allclose(ours, scipy_line, rtol=0, atol=1e-15)
+        assert ours.sum() == pytest.approx(1.0, abs=1e-12)  # reflect keeps the mass
+
+
+# The footprint path (few heads; on 48 x 70 the 121-tap kernel folds several times), and
+# the filter (400 heads: more work on footprints than 1/8 of the filter's).
+@pytest.mark.parametrize(("shape", "heads"), [((48, 70), 1), ((120, 150), 12), ((48, 70), 400)])
+def test_csrnet_part_b_equals_one_scipy_filter(shape: tuple[int, int], heads: int) -> None:
+    rng = np.random.default_rng(heads)
+    gt = np.zeros(shape)
+    gt[rng.integers(0, shape[0], heads), rng.integers(0, shape[1], heads)] = 1.0
+    gt[0, 0] = gt[-1, -1] = gt[0, -1] = 1.0  # corners: kernels folded on two sides
+    spec = DensitySpec(kernel="fixed", sigma=15.0, border="csrnet")
+    ref = gaussian_filter(gt, 15.0)  # CSRNet's Part B: mode "reflect", float64
+    np.testing.assert_allclose(csrnet_fixed(gt, spec), ref, rtol=0, atol=1e-15 * gt.sum())
 
 
 @pytest.mark.parametrize("kernel", ["adaptive", "fixed"])

@@ -1,4 +1,5 @@
-"""The evaluator: inherited-weight scores, BN recalibration, cache, budget, subsets, halving."""
+"""The evaluator: inherited-weight scores, BN recalibration, cache, budget, subsets, halving,
+shared work between candidates and the fast (folded BN, channels_last) path."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from fixtures_search import one_thread  # noqa: F401  (fixture)
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bench.engine.loop import evaluate
+from bench.errors import BenchError
 from bench.models.resnet import build_model
 from bench.models.slots import materialize
 from bench.search.budget import Budget
 from bench.search.evaluator import (
     Evaluator,
+    StageCache,
     SupernetScorer,
     TableScorer,
     fixed_subset,
+    fold_batchnorm,
     mask_key,
 )
 from bench.search.reward import measure_slot_latency
@@ -162,3 +166,79 @@ def test_slot_latency_table(supernet) -> None:
     assert len(table["slot_ms"]) == 9 and all(t > 0 for t in table["slot_ms"])
     assert table["base_ms"] > 0
     assert supernet.mask == MASKS[2] and not supernet.training
+
+
+# --- shared work between candidates (stage cache) and the opt-in fast path ---------------
+# Masks agreeing on first bits (0, 3, 6 and 8 of 9), then the same masks on prefixes of the
+# scoring set (other batch spans), as successive halving asks.
+STREAM = [
+    (1, 0, 0, 1, 1, 0, 1, 0, 1),
+    (1, 0, 0, 1, 1, 0, 1, 0, 0),
+    (1, 0, 0, 1, 1, 0, 0, 1, 1),
+    (1, 0, 0, 0, 0, 1, 1, 1, 1),
+    (0, 1, 1, 1, 1, 0, 1, 0, 1),
+    (1, 0, 0, 1, 1, 0, 1, 0, 1),
+]
+
+
+def _stream_scores(scorer: SupernetScorer) -> list:
+    return [scorer(m, n) for n in (40, 12) for m in STREAM]
+
+
+@pytest.mark.parametrize("model", ["resnet20-se", "resnet20-dia"])  # dia: stateful SAM
+def test_shared_work_changes_no_bit_of_any_score(splits, model: str) -> None:
+    torch.manual_seed(0)
+    net = build_model(model, num_classes=10).train()
+    with torch.no_grad():  # BN statistics from real images, every slot on
+        net(torch.stack([splits.train[j][0] for j in range(32)]))
+    net.eval()
+    plain = SupernetScorer(net, splits.heldout, "cpu", batch_size=16, cache_mb=0)
+    shared = SupernetScorer(net, splits.heldout, "cpu", batch_size=16)
+    assert plain.stage_cache is None and shared.stage_cache is not None
+    assert _stream_scores(shared) == _stream_scores(plain)  # exactly equal, loss included
+    # It did resume from cached blocks: at least from block 3 for the 2nd, 3rd, 6th masks.
+    assert shared.blocks_skipped >= 3 * 3
+
+
+def test_no_shared_work_while_bn_is_recalibrated(splits, supernet) -> None:
+    batches = recalibration_batches(splits.train, 1, 16)
+    recalibrated = SupernetScorer(supernet, splits.heldout, "cpu", recalib_batches=batches)
+    assert recalibrated.stage_cache is None
+    with pytest.raises(BenchError, match="recalibration"):
+        SupernetScorer(supernet, splits.heldout, "cpu", recalib_batches=batches, fast=True)
+
+
+def test_stage_cache_is_a_bounded_lru() -> None:
+    cache = StageCache(max_bytes=3 * 400)  # room for three 100-float tensors
+    for i in range(3):
+        cache.put((i,), torch.full((100,), float(i)))
+    cache.touch((0,))  # now the most recent: (1,) is the oldest
+    cache.put((3,), torch.zeros(100))
+    assert cache.get((1,)) is None and cache.get((0,)) is not None
+    assert cache.nbytes == 1200
+    cache.put((4,), torch.zeros(301))  # larger than the whole cache: not kept
+    assert cache.get((4,)) is None and cache.nbytes == 1200
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_folded_batchnorm_computes_the_same_network(supernet) -> None:
+    folded = fold_batchnorm(supernet)
+    in_sams = {id(m) for s in folded.sam_modules() for m in s.modules()}
+    left = [m for m in folded.modules() if isinstance(m, _BatchNorm) and id(m) not in in_sams]
+    assert left == []  # every backbone BN folded into its convolution
+    x = torch.randn(8, 3, 16, 16)
+    for mask in MASKS:
+        supernet.set_mask(mask)
+        folded.set_mask(mask)
+        with torch.no_grad():
+            ref, got = supernet(x), folded(x)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    assert any(isinstance(m, _BatchNorm) for m in supernet.modules())  # the original is kept
+
+
+def test_fast_scores_agree_with_the_plain_network(splits, supernet) -> None:
+    plain = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16, cache_mb=0)
+    fast = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16, fast=True)
+    for got, ref in zip(_stream_scores(fast), _stream_scores(plain)):
+        assert got.top1 == ref.top1 and got.n == ref.n
+        assert got.loss == pytest.approx(ref.loss, rel=1e-5)

@@ -1,0 +1,163 @@
+"""python -m benchmarks [NAME ...] [--quick]: run the side-by-side benchmarks, write a report.
+
+Each benchmark times both sides of every ratio interleaved in this one process (warm-up,
+then at least 7 rounds by default) and reports the median and spread of the per-round
+ratio. The report (report.json and report.md, plus plots) goes to OUT/<UTC time>/; it is
+rewritten after each benchmark, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.io import atomic_write_json, atomic_write_text
+from benchmarks.harness import Session, _duration, session_markdown
+
+# name -> module; run in this order. Only `seg` imports mmseg.
+BENCHMARKS = {
+    "core": "benchmarks.core",
+    "train": "benchmarks.training",
+    "search": "benchmarks.search",
+    "density": "benchmarks.density",
+    "seg": "benchmarks.segmentation",
+}
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, threads, torch and device (bench.environment), and the load."""
+    from bench.environment import environment
+
+    env = environment()
+    env["cores_available"] = len(os.sched_getaffinity(0))
+    env["load_average_start"] = list(os.getloadavg())
+    return env
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n")[0],
+        epilog="example: python -m benchmarks core density --quick",
+    )
+    ap.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(BENCHMARKS)}")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smallest sizes, 3 rounds (smoke run)")
+    full = "the whole grid at full sizes (far over 10 minutes on 2 cores: a bigger machine)"
+    size.add_argument("--full", action="store_true", help=full)
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7; quick 3)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before timing")
+    ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="report root")
+    ap.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return ap
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    names = args.names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise BenchError(f"benchmark {unknown[0]!r}: expected any of {', '.join(BENCHMARKS)}")
+    if args.rounds is not None and args.rounds < 1:
+        raise BenchError(f"--rounds {args.rounds}: expected at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads {args.threads}: expected at least 1")
+    if args.warmup < 0:
+        raise BenchError(f"--warmup {args.warmup}: expected at least 0")
+    if args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out}: expected a folder")
+    return list(dict.fromkeys(names))
+
+
+def run_one(name: str, s: Session) -> dict[str, Any]:
+    """Run benchmark `name` into session `s`: its status, wall time and doc."""
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"status": "ok", "error": None, "doc": ""}
+    try:
+        module = importlib.import_module(BENCHMARKS[name])
+        result["doc"] = (module.__doc__ or "").strip().split("\n\n")[0]
+        module.run(s)
+    except BenchError as e:  # a missing prerequisite (data set): said in one line
+        result.update(status="skipped", error=str(e))
+    except Exception as e:  # noqa: BLE001 - one benchmark's failure must not lose the others
+        traceback.print_exc()
+        result.update(status="failed", error=f"{type(e).__name__}: {e}")
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]) -> str:
+    """Write report.json and report.md into `out`; return the Markdown."""
+    m = report["machine"]
+    head = (
+        f"# Benchmarks ({report['mode']} sizes)\n\n"
+        f"Started {report['started']}, wall time {_duration(report['wall_s'])}. "
+        f"Machine: {m['cpu_model']}, {m['cpu_count']} cores ({m['cores_available']} "
+        f"available), torch {m['torch']} on {m['device']} ({m['device_model']}), "
+        f"{m['threads']} threads; load average {m['load_average_start'][0]:.2f} at start, "
+        f"{report['load_average_end'][0]:.2f} at end.\n\n"
+        "Each figure is the median of per-round values (every side timed once per round, "
+        f"in shuffled order, after {report['warmup']} warm-up round(s)); 95% CI: the "
+        "distribution-free confidence interval of that median (with 7 rounds: min to max).\n"
+    )
+    parts = [head]
+    for name, res in report["benchmarks"].items():
+        parts.append(session_markdown(name, res["doc"], res, sessions.get(name)))
+    text = "\n".join(parts)
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        names = _check(args)
+    except BenchError as e:
+        print(f"benchmarks: error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or (3 if args.quick else 7)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    out = args.out / (stamp + ("" if mode == "default" else f"-{mode}"))
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "started": stamp, "mode": mode, "rounds": rounds, "warmup": args.warmup,
+        "machine": machine(), "benchmarks": {},
+    }  # fmt: skip
+    t0, sessions = time.perf_counter(), {}
+    try:
+        for name in names:
+            print(f"== {name}", flush=True)
+            s = Session(name, mode=mode, rounds=rounds, warmup=args.warmup, out=out,
+                        data_root=args.data_root)  # fmt: skip
+            sessions[name] = s
+            res = run_one(name, s)
+            report["benchmarks"][name] = {**res, **s.to_dict()}
+            report.update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
+            text = write_report(out, report, sessions)
+            if res["error"]:
+                print(f"  {res['status']}: {res['error']}", flush=True)
+    except KeyboardInterrupt:
+        print(f"benchmarks: interrupted; finished benchmarks are in {out}", file=sys.stderr)
+        return 130
+    print(f"\n{text}\nreport: {out / 'report.md'}")
+    failed = [n for n, r in report["benchmarks"].items() if r["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

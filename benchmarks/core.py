@@ -1,0 +1,103 @@
+"""Inference cost of SAM tickets: (a) the share of the full-SAM overhead a ticket removes,
+against its density; (b) the materialized ticket vs the supernet running the ticket's mask,
+and the all-off supernet vs torchvision's plain ResNet-50.
+
+Per case four networks (six for ResNet-50 SE), same weights (materialized from one supernet),
+eval mode, inference_mode, random input: the ticket (materialized), full (every SAM),
+none (no SAM), the supernet with the ticket's mask set and, for ResNet-50 SE, the supernet
+with every slot off and torchvision's resnet50. Tickets: ResNet-50 takes the published EAN
+SGE ticket's mask (tickets/resnet50-sge-stage-ean.json, density 7/16), CIFAR ResNets a
+fixed random mask of density 1/2 (seed 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bench.models.resnet import ModelConfig
+from bench.models.slots import build_supernet, materialize
+from bench.tickets import baseline_mask, load_ticket
+from benchmarks.harness import Metric, Session, Target, ratio, within
+
+ROOT = Path(__file__).resolve().parents[1]
+EAN_TICKET = ROOT / "tickets" / "resnet50-sge-stage-ean.json"
+SAMS_ALL = ("se", "cbam", "eca")
+NATIVE_SIDE = {"resnet56": 32, "resnet164": 32, "resnet50": 224}
+# (backbone, sams, batch, input side). The default fits the 10-minute run on 2 cores: the
+# whole grid of batch 64 (full) alone takes longer there.
+CASES = {
+    "default": [
+        *((b, SAMS_ALL, 1, side) for b, side in NATIVE_SIDE.items()),
+        ("resnet56", SAMS_ALL, 64, 32),
+        ("resnet164", ("se",), 64, 32),
+    ],
+    "full": [(b, SAMS_ALL, batch, side) for batch in (1, 64) for b, side in NATIVE_SIDE.items()],
+    "quick": [("resnet20", ("se",), 1, 32), ("resnet20", ("se",), 8, 32)],
+}
+
+
+def ticket_mask(backbone: str, n: int) -> tuple[int, ...]:
+    if backbone == "resnet50":
+        return load_ticket(EAN_TICKET).mask
+    return baseline_mask("random", n, density=0.5, seed=0)
+
+
+def overhead_removed(t: dict[str, float]) -> float:
+    """(full - ticket) / (full - none): the share of the full-SAM time the ticket saves."""
+    return (t["full"] - t["ticket"]) / (t["full"] - t["none"])
+
+
+def networks(backbone: str, sam: str) -> tuple[dict[str, torch.nn.Module], float]:
+    """The case's networks (module docstring) and the ticket's density."""
+    torch.manual_seed(0)
+    sup = build_supernet(ModelConfig(backbone, sam)).eval()
+    n = len(sup.slot_ids)
+    mask = ticket_mask(backbone, n)
+    nets = {
+        "ticket": materialize(sup, mask),
+        "full": materialize(sup, (1,) * n),
+        "none": materialize(sup, (0,) * n),
+    }
+    sup.set_mask(mask)
+    nets["supernet@ticket"] = sup
+    if backbone == "resnet50" and sam == "se":
+        import torchvision
+
+        off = materialize(sup, (1,) * n)  # a second supernet, every slot switched off
+        off.set_mask((0,) * n)
+        nets["supernet@0"] = off
+        nets["torchvision"] = torchvision.models.resnet50(weights=None)
+    return {k: m.eval() for k, m in nets.items()}, sum(mask) / n
+
+
+def metrics(nets: dict[str, torch.nn.Module], density: float) -> list[Metric]:
+    out = [
+        Metric("full time / none time", lambda t: t["full"] / t["none"]),
+        Metric("overhead removed", overhead_removed, Target(lo=(1 - density) * 0.9)),
+        ratio("materialized / supernet@ticket", "ticket", "supernet@ticket", within(0.02)),
+    ]
+    if "torchvision" in nets:
+        out.append(ratio("supernet@0 / torchvision", "supernet@0", "torchvision", within(0.02)))
+    return out
+
+
+def run(s: Session) -> None:
+    threads = torch.get_num_threads()
+    for backbone, sams, batch, side in s.pick(CASES):
+        x = torch.randn(batch, 3, side, side)
+        for sam in sams:
+            nets, density = networks(backbone, sam)
+            sides = {k: (lambda m=m, x=x: m(x)) for k, m in nets.items()}
+            with torch.inference_mode():
+                s.compare(
+                    f"{backbone}-{sam} b{batch} {side}px",
+                    sides,
+                    metrics(nets, density),
+                    info={
+                        "density": density,
+                        "input": [batch, 3, side, side],
+                        "threads": threads,
+                    },  # fmt: skip
+                )

@@ -1,0 +1,346 @@
+"""The benchmark harness: sides timed interleaved in one process, figures taken per round.
+
+A comparison times every side once per round, in an order shuffled by a fixed seed, after
+warm-up rounds; a figure (e.g. "ticket is x times as fast as full") is computed from the
+times of one round, so drifts in machine load hit both sides of a ratio alike. Reported:
+the median of the per-round figures and the distribution-free ~95% confidence interval of
+that median (bench.cost_table's order-statistic rule; with 7 rounds, min to max).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench.cost_table import _ci_rank as ci_rank
+
+__all__ = [
+    "Comparison",
+    "Metric",
+    "Session",
+    "Stat",
+    "Table",
+    "Target",
+    "ratio",
+    "speed",
+    "summarize",
+    "time_rounds",
+    "within",
+]
+
+Times = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Bounds a figure's median must lie within (None: unbounded)."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+    def met(self, value: float) -> bool:
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"{self.lo:.3g} to {self.hi:.3g}"
+        return f">= {self.lo:.3g}" if self.lo is not None else f"<= {self.hi:.3g}"
+
+
+def within(tolerance: float) -> Target:
+    """A ratio within `tolerance` of 1 (e.g. 0.02: 0.98 to 1.02)."""
+    return Target(1 - tolerance, 1 + tolerance)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A figure computed from one round's side times (seconds)."""
+
+    name: str
+    fn: Callable[[Times], float]
+    target: Target | None = None
+
+
+def speed(a: str, b: str) -> Callable[[Times], float]:
+    """How many times as fast side `a` runs as side `b` (b's time / a's time)."""
+    return lambda t: t[b] / t[a]
+
+
+def ratio(name: str, a: str, b: str, target: Target | None = None) -> Metric:
+    """The Metric "a / b" in throughput (a's speed over b's)."""
+    return Metric(name, speed(a, b), target)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median of per-round values and its ~95% confidence interval [lo, hi] (None with
+    fewer than 6 rounds: too few for such an interval)."""
+
+    median: float
+    lo: float | None
+    hi: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        v = sorted(values)
+        n, mid = len(v), len(v) // 2
+        median = v[mid] if n % 2 else (v[mid - 1] + v[mid]) / 2
+        j = ci_rank(n)
+        lo, hi = (v[j - 1], v[n - j]) if j else (None, None)
+        return cls(median, lo, hi, n)
+
+    @property
+    def spread(self) -> float:
+        """Half-width of the confidence interval (inf with too few rounds)."""
+        return math.inf if self.lo is None or self.hi is None else (self.hi - self.lo) / 2
+
+    @property
+    def interval(self) -> str:
+        if self.lo is None or self.hi is None:
+            return f"n/a ({self.n} rounds)"
+        return f"{self.lo:.3f} to {self.hi:.3f}"
+
+    def __str__(self) -> str:
+        return f"{self.median:.3f} [{self.interval}]"
+
+
+@dataclass
+class Comparison:
+    """One measured case: each side's time and each figure, with their spreads."""
+
+    case: str
+    sides: dict[str, Stat]  # seconds per call
+    figures: dict[str, Stat]
+    targets: dict[str, Target | None]
+    rounds: int
+    warmup: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def met(self, figure: str) -> bool | None:
+        target = self.targets[figure]
+        return None if target is None else target.met(self.figures[figure].median)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "info": self.info,
+            "sides_s": {k: asdict(s) for k, s in self.sides.items()},
+            "figures": {
+                k: {**asdict(s), "target": _text(self.targets[k]), "met": self.met(k)}
+                for k, s in self.figures.items()
+            },
+        }
+
+
+@dataclass
+class Table:
+    """A table that is not a ratio (growth, evaluations to a target)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+
+def _text(target: Target | None) -> str | None:
+    return None if target is None else str(target)
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], Any], number: int) -> float:
+    """Seconds per call of `number` back-to-back calls."""
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    _sync()
+    return (time.perf_counter() - t0) / number
+
+
+def time_rounds(
+    sides: Mapping[str, Callable[[], Any]],
+    rounds: int,
+    warmup: int,
+    *,
+    min_time: float = 0.05,
+    seed: int = 0,
+    desc: str = "",
+) -> list[dict[str, float]]:
+    """Per-round seconds per call of each side: `warmup` untimed rounds, then `rounds`
+    timed ones, each side once per round in a shuffled order. A side faster than
+    `min_time` is called back to back often enough to last that long (timer and
+    scheduler noise then weigh less); the last warm-up call (or, without warm-up, one
+    more call) sets how often."""
+    rng, keys = random.Random(seed), list(sides)
+    last: dict[str, float] = {}
+    for _ in range(max(warmup, 1)):
+        last = {k: _timed(sides[k], 1) for k in keys}
+    number = {k: max(1, math.ceil(min_time / max(t, 1e-9))) for k, t in last.items()}
+    out: list[dict[str, float]] = []
+    bar = tqdm(total=rounds, desc=desc, unit="round", file=sys.stderr, leave=False,
+               disable=not sys.stderr.isatty())  # fmt: skip
+    with bar:
+        for _ in range(rounds):
+            rng.shuffle(keys)
+            gc.collect()
+            out.append({k: _timed(sides[k], number[k]) for k in keys})
+            bar.update()
+    return out
+
+
+def summarize(case: str, per_round: Sequence[Times], metrics: Sequence[Metric], *,
+              warmup: int = 0) -> Comparison:  # fmt: skip
+    """Each side's and each metric's median and CI over rounds; a metric is computed
+    within each round (paired), never from the sides' medians."""
+    return Comparison(
+        case=case,
+        sides={k: Stat.of([r[k] for r in per_round]) for k in per_round[0]},
+        figures={m.name: Stat.of([m.fn(r) for r in per_round]) for m in metrics},
+        targets={m.name: m.target for m in metrics},
+        rounds=len(per_round),
+        warmup=warmup,
+    )
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return "-" if v is None else str(v)
+
+
+class Session:
+    """What one benchmark module sees: its settings, and where its results go."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        mode: str = "default",
+        rounds: int,
+        warmup: int,
+        out: Path,
+        data_root: Path | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.name, self.mode, self.rounds, self.warmup = name, mode, rounds, warmup
+        self.out, self.data_root, self.echo = out, data_root, echo
+        self.min_time = 0.01 if self.quick else 0.05  # see time_rounds
+        self.comparisons: list[Comparison] = []
+        self.tables: list[Table] = []
+        self.notes: list[str] = []
+        self.files: list[str] = []
+
+    @property
+    def quick(self) -> bool:
+        return self.mode == "quick"
+
+    def pick(self, sizes: Mapping[str, Any]) -> Any:
+        """The entry of `sizes` for this run's mode (quick, default, full; full falls
+        back to default)."""
+        return sizes.get(self.mode, sizes["default"])
+
+    def compare(
+        self,
+        case: str,
+        sides: Mapping[str, Callable[[], Any]],
+        metrics: Sequence[Metric],
+        *,
+        info: Mapping[str, Any] | None = None,
+        rounds: int | None = None,
+    ) -> Comparison:
+        """Time `sides` interleaved and record each metric's median and spread."""
+        n, t0 = rounds or self.rounds, time.perf_counter()
+        per_round = time_rounds(
+            sides, n, self.warmup, min_time=self.min_time, desc=f"{self.name}: {case}"
+        )
+        comp = summarize(case, per_round, metrics, warmup=self.warmup)
+        comp.info = {**(info or {}), "timing_s": round(time.perf_counter() - t0, 2)}
+        self.comparisons.append(comp)
+        for name, stat in comp.figures.items():
+            met = comp.met(name)
+            flag = "" if met is None else ("  ok" if met else "  MISSED")
+            target = _text(comp.targets[name])
+            self.echo(f"  {case}: {name} {stat}" + (f" (target {target}){flag}" if target else ""))
+        return comp
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              note: str = "") -> Table:  # fmt: skip
+        t = Table(title, list(columns), [list(r) for r in rows], note)
+        self.tables.append(t)
+        self.echo("\n".join(["", f"  {title}", *_markdown_table(t.columns, t.rows, "  ")]))
+        return t
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.echo(f"  note: {text}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "tables": [asdict(t) for t in self.tables],
+            "notes": self.notes,
+            "files": self.files,
+        }
+
+
+def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    indent: str = "") -> list[str]:  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt_value(v) for v in r) + " |" for r in rows]
+    return [indent + line for line in lines]
+
+
+def figure_rows(comparisons: Sequence[Comparison]) -> list[list[Any]]:
+    """One row per figure: case, figure, median, CI, rounds, target, met."""
+    rows = []
+    for c in comparisons:
+        for name, s in c.figures.items():
+            met = c.met(name)
+            rows.append([
+                c.case, name, f"{s.median:.3f}", s.interval, s.n,
+                _text(c.targets[name]) or "", "" if met is None else ("yes" if met else "**no**"),
+            ])  # fmt: skip
+    return rows
+
+
+FIGURE_COLUMNS = ["case", "figure", "median", "95% CI", "rounds", "target", "met"]
+
+
+def session_markdown(name: str, doc: str, result: Mapping[str, Any], s: Session | None) -> str:
+    """One benchmark's section of the Markdown report."""
+    head = f"## {name} ({_duration(result['wall_s'])})\n\n{doc}\n"
+    if result.get("error"):
+        return head + f"\n**{result['status']}**: {result['error']}\n"
+    assert s is not None
+    parts = [head]
+    if s.comparisons:
+        parts.append("\n".join(_markdown_table(FIGURE_COLUMNS, figure_rows(s.comparisons))))
+    for t in s.tables:
+        body = "\n".join(_markdown_table(t.columns, t.rows))
+        parts.append(f"**{t.title}**\n\n{body}" + (f"\n\n{t.note}" if t.note else ""))
+    parts += [f"Note: {n}" for n in s.notes]
+    parts += [f"![{Path(f).stem}]({Path(f).name})" for f in s.files if f.endswith(".png")]
+    return "\n\n".join(parts) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
