@@ -175,21 +175,26 @@ def _write(out_root: Path, record: dict[str, Any]) -> None:
         drop_failed(out_root, record)
 
 
+# What a cell fixes of its record (bench.results.make_record's fields by the same name).
+_RECORD_FIELDS = (
+    "ticket", "task", "dataset", "eval_split", "select_split", "head", "metric",
+    "higher_is_better", "seed",
+)  # fmt: skip
+
+
+def _cell_record(cell: Cell, plan: RunPlan, value: float | None, **rest: Any) -> dict[str, Any]:
+    """A record of `cell`'s run: what the cell fixes, its value, and `rest` (make_record's)."""
+    fixed = {k: getattr(cell, k) for k in _RECORD_FIELDS}
+    return make_record(**fixed, value=value, run_dir=plan.path, **rest)
+
+
 def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str, Any]:
     """The failed record of a run that diverged (no result.json: a rerun tries again)."""
     say(f"FAILED {cell.ticket.name} on {cell.task}/{cell.dataset}: {reason}")
-    record = make_record(
-        ticket=cell.ticket,
-        task=cell.task,
-        dataset=cell.dataset,
-        eval_split=cell.eval_split,
-        select_split=cell.select_split,
-        head=cell.head,
-        metric=cell.metric,
-        value=None,
-        higher_is_better=cell.higher_is_better,
-        seed=cell.seed,
-        run_dir=plan.path,
+    record = _cell_record(
+        cell,
+        plan,
+        None,
         protocol={"hparams": {k: v for k, v in cell.hp.to_dict().items() if k != "seed"}},
         status="failed",
         reason=reason,
@@ -270,18 +275,10 @@ def _record(
     init_facts |= {"checksum": init.checksum, "source": init.source or None}
     if fitted.load is not None:
         init_facts["keys"] = fitted.load.as_dict()
-    return make_record(
-        ticket=cell.ticket,
-        task=cell.task,
-        dataset=cell.dataset,
-        eval_split=cell.eval_split,
-        select_split=cell.select_split,
-        head=cell.head,
-        metric=cell.metric,
-        value=scored.value,
-        higher_is_better=cell.higher_is_better,
-        seed=cell.seed,
-        run_dir=plan.path,
+    return _cell_record(
+        cell,
+        plan,
+        scored.value,
         extras={**scored.extras, "init": init_facts},
         cost=arm_cost(cell, out_root, device),
         protocol={**scored.protocol, "init": init.protocol()},

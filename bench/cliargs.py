@@ -284,6 +284,16 @@ def add_sam_flags(parser: argparse.ArgumentParser, *, sharing_default: str | Non
     )
 
 
+def add_init_from_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--init-from FILE: the weights a run starts from."""
+    p.add_argument("--init-from", type=existing_file, metavar="FILE", help=help_text)
+
+
+def add_train_limit_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--train-limit N: classification trains on the first N of a seeded shuffle."""
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help=help_text)
+
+
 def add_mode_flag(p: argparse.ArgumentParser, help_text: str = "") -> None:
     p.add_argument(
         "--mode",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 Row = Mapping[str, Any]
+# Draws one cell's panel: (axes, the cell's rows, several protocols?, colours) -> legend rows.
+Panel = Callable[[Any, list[Row], bool, dict[str, str]], Sequence[Row]]
 CELL_KEYS = ("task", "dataset", "eval_split", "head", "protocol_id")
 # Controls get fixed markers so they read at a glance; random baselines are a cloud.
 MARKERS = {"none": "s", "full": "D", "random": "x"}
@@ -111,24 +113,37 @@ def _colors(rows: Sequence[Row]) -> dict[str, str]:
     return {f: f"C{i % 10}" for i, f in enumerate(families)}
 
 
+def _cell_figure(
+    rows: Sequence[Row], cells: dict[tuple, list[Row]], x: str, x_label: str, draw: Panel
+) -> Figure:
+    """One panel per benchmark cell: `draw(ax, cell_rows, multi_protocol, colors)` plots a
+    cell and returns the rows its legend names; the labels, grid and legend are common."""
+    multi = len({k[-1] for k in cells}) > 1
+    colors = _colors(rows)
+    fig, axes = _grid(len(cells))
+    for ax, cell_rows in zip(axes, cells.values()):
+        shown = draw(ax, cell_rows, multi, colors)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(_ylabel(cell_rows[0]))
+        ax.grid(alpha=0.3)
+        _family_legend(ax, colors, shown)
+    fig.suptitle(f"{rows[0]['task']}: metric vs {x}")
+    return fig
+
+
 def metric_vs_density(rows: Sequence[Row]) -> Figure:
     """One panel per benchmark cell of one task: mean metric (± std) against mask density."""
     cells = _cells(rows)
     if not cells:
         raise ValueError("no finished runs to plot")
-    multi = len({k[-1] for k in cells}) > 1
-    colors = _colors(rows)
-    fig, axes = _grid(len(cells))
-    for ax, cell_rows in zip(axes, cells.values()):
+
+    def draw(ax: Any, cell_rows: list[Row], multi: bool, colors: dict[str, str]) -> list[Row]:
         _scatter(ax, cell_rows, "density", colors)
-        ax.set_xlabel("density (kept SAM slots / all)")
-        ax.set_ylabel(_ylabel(cell_rows[0]))
         ax.set_title(_title(cell_rows, multi), fontsize=9)
         ax.set_xlim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-        _family_legend(ax, colors, cell_rows)
-    fig.suptitle(f"{rows[0]['task']}: metric vs density")
-    return fig
+        return cell_rows
+
+    return _cell_figure(rows, cells, "density", "density (kept SAM slots / all)", draw)
 
 
 def metric_vs_latency(rows: Sequence[Row]) -> Figure:
@@ -140,10 +155,8 @@ def metric_vs_latency(rows: Sequence[Row]) -> Figure:
     cells = _cells([r for r in rows if r["latency_ms"] is not None])
     if not cells:
         raise ValueError("no finished run with a measured latency to plot")
-    multi = len({k[-1] for k in cells}) > 1
-    colors = _colors(rows)
-    fig, axes = _grid(len(cells))
-    for ax, cell_rows in zip(axes, cells.values()):
+
+    def draw(ax: Any, cell_rows: list[Row], multi: bool, colors: dict[str, str]) -> list[Row]:
         device, _ = Counter(r["latency_device"] for r in cell_rows).most_common(1)[0]
         same = [r for r in cell_rows if r["latency_device"] == device]
         _scatter(ax, same, "latency_ms", colors)
@@ -161,12 +174,9 @@ def metric_vs_latency(rows: Sequence[Row]) -> Figure:
         left_out = len(cell_rows) - len(same)
         note = f"\n{left_out} left out (timed on another device)" if left_out else ""
         ax.set_title(f"{_title(cell_rows, multi)}\n{device}{note}", fontsize=8)
-        ax.set_xlabel("latency (ms)")
-        ax.set_ylabel(_ylabel(cell_rows[0]))
-        ax.grid(alpha=0.3)
-        _family_legend(ax, colors, same)
-    fig.suptitle(f"{rows[0]['task']}: metric vs latency")
-    return fig
+        return same
+
+    return _cell_figure(rows, cells, "latency", "latency (ms)", draw)
 
 
 def draw_masks(tickets: Sequence[tuple[str, str]]) -> Figure:

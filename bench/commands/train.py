@@ -64,18 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train controls: full, none and random (of the ticket's density); "
         "a comma-separated subset picks some, e.g. --controls full,none",
     )
-    p.add_argument(
-        "--init-from",
-        type=cliargs.existing_file,
-        metavar="FILE",
-        help="start from these weights (a checkpoint; loaded weights_only)",
-    )
-    p.add_argument(
-        "--train-limit",
-        type=cliargs.positive_int,
-        metavar="N",
-        help="train on the first N of a seeded shuffle of the train split",
-    )
+    cliargs.add_init_from_flag(p, "start from these weights (a checkpoint; loaded weights_only)")
+    cliargs.add_train_limit_flag(p, "train on the first N of a seeded shuffle of the train split")
     cliargs.add_mode_flag(p)
     add_data_flags(p)
     cliargs.add_run_flags(p)

@@ -78,12 +78,7 @@ def _add_option_flags(p: argparse.ArgumentParser) -> None:
         "--heldout", type=cliargs.heldout, metavar="N|N/class",
         help="classification: held-out split size",
     )  # fmt: skip
-    g.add_argument(
-        "--train-limit",
-        type=cliargs.positive_int,
-        metavar="N",
-        help="classification: train on the first N of a seeded shuffle",
-    )
+    cliargs.add_train_limit_flag(g, "classification: train on the first N of a seeded shuffle")
     g.add_argument(
         "--preset", metavar="NAME", help="classification: training preset (default: the dataset's)"
     )
@@ -112,11 +107,9 @@ def _add_start_flags(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the training preset of those runs (auto: the dataset's paper protocol)",
     )
-    p.add_argument(
-        "--init-from",
-        type=cliargs.existing_file,
-        metavar="FILE",
-        help="one external checkpoint instead (e.g. torchvision ResNet weights); only for a "
+    cliargs.add_init_from_flag(
+        p,
+        "one external checkpoint instead (e.g. torchvision ResNet weights); only for a "
         "single arm (--no-controls)",
     )
 

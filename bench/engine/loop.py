@@ -67,7 +67,7 @@ from bench.errors import BenchError
 from bench.faults import kill_point
 from bench.io import append_jsonl, atomic_write_text
 
-__all__ = ["Diverged", "Objective", "epoch_seed", "evaluate", "train"]
+__all__ = ["Diverged", "Objective", "epoch_seed", "evaluate", "evaluate_sums", "train"]
 
 Log = Callable[[str], None]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -114,27 +114,28 @@ def show_progress(progress: bool | None) -> bool:
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_sums(
     model: nn.Module,
     dataset: Dataset,
-    device: torch.device | str,
-    batch_size: int = 256,
+    device: torch.device,
+    score: Callable[[torch.Tensor, Any], Sequence[torch.Tensor | float]],
+    size: int,
     *,
+    batch_size: int,
     num_workers: int = 0,
     distributed: bool | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool | None = False,
-) -> dict[str, Any]:
-    """Top-1/top-5 accuracy (percent) and mean cross-entropy of `model` on `dataset`.
+) -> list[float]:
+    """The sums over `dataset` of `score(output, batch)` (`size` values per batch, float64).
 
-    Returns {"top1", "top5", "loss", "n"}; top5 is None with fewer than 5 classes.
-    distributed (default: whether a process group is active): each rank scores a strided
-    shard and the sums of loss, correct and count are all-reduced, so the result equals
-    the single-process one. Every rank must call it then. Restores the model's train mode.
+    The one evaluation loop of every task: eval mode (restored after), no shuffling, the
+    input (a batch's first item) on `device` under autocast. distributed (default: whether
+    a process group is active): each rank scores a strided shard and the sums are
+    all-reduced, so the result equals the single-process one; every rank must call it then.
     `progress`: a bar on stderr (None: when stderr is a terminal; rank 0 only).
     """
-    device = torch.device(device)
     info = dist_info()
     shard = info.enabled if distributed is None else distributed and info.enabled
     data = Subset(dataset, range(info.rank, len(dataset), info.world_size)) if shard else dataset
@@ -151,32 +152,54 @@ def evaluate(
     was_training = model.training
     model.eval()
     # float64 sums: counts stay exact and the reduction order barely matters.
-    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, c1, c5, n, has5
+    sums = torch.zeros(size, dtype=torch.float64, device=device)
     bar = info.is_main and show_progress(progress)
     try:
         for batch in tqdm(loader, desc="eval", disable=not bar, leave=False, file=sys.stderr):
-            x, y = _xy(batch)
-            x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
+            x = _to(_xy(batch)[0], device, channels_last)
             with _autocast(device, amp_dtype):
-                logits = model(x)
-            logits = logits.float()
-            classes = logits.shape[1]
-            top = logits.topk(min(5, classes), dim=1).indices
-            hit = top.eq(y[:, None])
-            sums += torch.stack(
-                [
-                    F.cross_entropy(logits, y, reduction="sum").double(),
-                    hit[:, :1].sum().double(),
-                    hit.sum().double(),
-                    torch.tensor(float(len(y)), dtype=torch.float64, device=device),
-                    torch.tensor(float(classes >= 5), dtype=torch.float64, device=device),
-                ]
-            )
+                out = model(x)
+            row = [torch.as_tensor(v, dtype=sums.dtype, device=device) for v in score(out, batch)]
+            sums += torch.stack(row)
     finally:
         model.train(was_training)
     if shard:
         all_reduce_sum(sums)
-    loss, c1, c5, n, has5 = sums.tolist()
+    return sums.tolist()
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device | str,
+    batch_size: int = 256,
+    *,
+    num_workers: int = 0,
+    distributed: bool | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool | None = False,
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy (percent) and mean cross-entropy of `model` on `dataset`.
+
+    Returns {"top1", "top5", "loss", "n"}; top5 is None with fewer than 5 classes.
+    Sharding under torchrun and `progress` as in `evaluate_sums`. Restores the train mode.
+    """
+    device = torch.device(device)
+
+    def score(logits: torch.Tensor, batch: Any) -> list[torch.Tensor | float]:
+        y = _xy(batch)[1].to(device, non_blocking=True)
+        logits = logits.float()
+        classes = logits.shape[1]
+        hit = logits.topk(min(5, classes), dim=1).indices.eq(y[:, None])
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        return [loss, hit[:, :1].sum(), hit.sum(), float(len(y)), float(classes >= 5)]
+
+    loss, c1, c5, n, has5 = evaluate_sums(
+        model, dataset, device, score, 5, batch_size=batch_size, num_workers=num_workers,
+        distributed=distributed, amp_dtype=amp_dtype, channels_last=channels_last,
+        progress=progress,
+    )  # fmt: skip
     if n == 0:
         raise BenchError("cannot evaluate on an empty dataset")
     return {

@@ -18,8 +18,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from bench.engine.hparams import HParams, TrainHParams, hparam
-from bench.errors import BenchError
+from bench.engine.hparams import PAPER_SGD, HParams, TrainHParams, hparam
+from bench.errors import BenchError, check_all
 from bench.registry import Registry
 
 __all__ = [
@@ -166,9 +166,7 @@ class SearchHParams(HParams):
             (self.population >= 2, "population must be >= 2"),
             (1 <= self.tournament <= self.population, "tournament must be in [1, population]"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise BenchError(f"bad search hparams: {msg}")
+        check_all(checks, "search hparams")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,18 +290,10 @@ def ean(dataset: str) -> SearchPreset:
     contradicts these is refused. Other SAMs have no official module: they are searched
     with the same stage sharing and their own defaults (our choice; --sam-arg is free for them).
     """
-    common = dict(
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=1e-4,
-        schedule="step",
-        milestones=(),
-        warmup_epochs=0,
-    )
     if dataset == "imagenet":
-        supernet = TrainHParams(epochs=40, batch_size=256, num_workers=8, **common)
+        supernet = TrainHParams(epochs=40, batch_size=256, num_workers=8, **PAPER_SGD)
     else:
-        supernet = TrainHParams(epochs=81, batch_size=128, **common)
+        supernet = TrainHParams(epochs=81, batch_size=128, **PAPER_SGD)
     sampler = SupernetHParams(train_size=0)
     search = SearchHParams(
         budget=900,

@@ -364,6 +364,10 @@ class _CIFAR(ClassificationDataset):
     # CIFAR has no separate validation set: 5,000 of the 50,000 training images (10%).
     heldout = HeldoutRule(5000)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.layout = f"python pickle batches in <data-root>/{cls.layout_files}"
+
     @classmethod
     def files(cls) -> list[str]:
         r = cls.reader
@@ -416,7 +420,6 @@ class CIFAR10(_CIFAR):
     num_classes = 10
     mean, std = tfm.CIFAR10_MEAN, tfm.CIFAR10_STD
     layout_files = "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
-    layout = f"python pickle batches in <data-root>/{layout_files}"
 
 
 @register_dataset
@@ -426,7 +429,6 @@ class CIFAR100(_CIFAR):
     num_classes = 100
     mean, std = tfm.CIFAR100_MEAN, tfm.CIFAR100_STD
     layout_files = "cifar-100-python/{train,test,meta}"
-    layout = f"python pickle batches in <data-root>/{layout_files}"
 
 
 # --- ImageNet ------------------------------------------------------------------------------

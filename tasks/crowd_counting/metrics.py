@@ -15,10 +15,10 @@ import math
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from bench.engine import Objective
-from bench.engine.distributed import all_reduce_sum, dist_info
+from bench.engine.loop import evaluate_sums
 from bench.errors import BenchError
 
 METRIC = "mae"
@@ -37,64 +37,31 @@ def density_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).sum() / pred.shape[0]
 
 
-@torch.no_grad()
 def evaluate_counts(
     model: torch.nn.Module,
     dataset: Dataset,
     device: torch.device | str,
     batch_size: int = 1,
-    *,
-    num_workers: int = 0,
-    distributed: bool | None = None,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """MAE and RMSE of predicted counts (map sums) against annotated counts, whole images.
 
     Always batch 1 (images differ in size; `batch_size` is accepted for the engine's
-    signature and ignored). Also the mean per-image loss. Under torchrun each rank scores
-    a strided shard and the sums are all-reduced (every rank must call it).
+    signature and ignored). Also the mean per-image loss. `options`: those of
+    `bench.engine.loop.evaluate_sums` (workers, sharding under torchrun, AMP, channels-last).
     """
     del batch_size
     device = torch.device(device)
-    info = dist_info()
-    shard = info.enabled if distributed is None else distributed and info.enabled
-    data = Subset(dataset, range(info.rank, len(dataset), info.world_size)) if shard else dataset
-    loader = DataLoader(
-        data,
-        batch_size=1,
-        shuffle=False,
-        num_workers=num_workers,
-        generator=torch.Generator().manual_seed(0),
+
+    def score(pred: torch.Tensor, batch: Any) -> list[torch.Tensor | float]:
+        _, den, count = batch
+        pred = pred.double()
+        err = pred.sum() - count.to(device).double().sum()
+        return [err.abs(), err * err, density_loss(pred, den.to(device).double()), 1.0, pred.sum()]
+
+    abs_err, sq_err, loss, n, pred_sum = evaluate_sums(
+        model, dataset, device, score, 5, batch_size=1, **options
     )
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(5, dtype=torch.float64, device=device)  # |e|, e^2, loss, n, pred
-    try:
-        for x, den, count in loader:
-            x = x.to(device, memory_format=torch.channels_last) if channels_last else x.to(device)
-            den = den.to(device)
-            if amp_dtype is not None:
-                with torch.autocast(device_type=device.type, dtype=amp_dtype):
-                    pred = model(x)
-            else:
-                pred = model(x)
-            pred = pred.double()
-            err = pred.sum() - count.to(device).double().sum()
-            sums += torch.stack(
-                [
-                    err.abs(),
-                    err * err,
-                    density_loss(pred, den.double()),
-                    sums.new_tensor(1.0),
-                    pred.sum(),
-                ]
-            )
-    finally:
-        model.train(was_training)
-    if shard:
-        all_reduce_sum(sums)
-    abs_err, sq_err, loss, n, pred_sum = sums.tolist()
     if n == 0:
         raise BenchError("cannot evaluate on an empty split")
     return {

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bench.engine.hparams import HParams, TrainHParams, add_hparam_args, hparam
-from bench.errors import BenchError
+from bench.errors import BenchError, check_all
 from bench.registry import Registry
 from bench.taskopts import OptionGroup, TaskOptions
 
@@ -76,9 +76,7 @@ class CrowdOptions(HParams):
             (len(self.cost_size) == 2 and min(self.cost_size) > 0, "cost_size must be H,W > 0"),
             (self.latency_repeats >= 0, "latency_repeats must be >= 0"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise BenchError(f"bad crowd counting options: {msg}")
+        check_all(checks, "crowd counting options")
 
     def density_spec(self, dataset: str) -> DensitySpec:
         from tasks.crowd_counting.density import DensitySpec

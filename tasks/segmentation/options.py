@@ -12,7 +12,7 @@ from typing import Literal
 
 from bench import catalog
 from bench.engine.hparams import HParams, hparam
-from bench.errors import BenchError
+from bench.errors import BenchError, check_all
 from bench.taskopts import OptionGroup, TaskOptions
 
 # mmseg schedule_{40k,80k}.py: total iterations and the val/checkpoint interval.
@@ -63,9 +63,7 @@ class SegHParams(HParams):
             (self.lr > 0 and self.min_lr >= 0, "lr must be > 0 and min_lr >= 0"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise BenchError(f"bad segmentation hparams: {msg}")
+        check_all(checks, "segmentation hparams")
 
     @property
     def max_iters(self) -> int:
