@@ -27,6 +27,7 @@ from bench.engine.distributed import barrier, broadcast_object, dist_info
 from bench.engine.hparams import HParams
 from bench.engine.loop import Diverged
 from bench.engine.rundir import RunPlan, prepare_run, release_run
+from bench.errors import DataError
 from bench.io import atomic_write_json, read_json, remove_stale_temps
 from bench.pretrained import SCRATCH, Init, LoadReport
 from bench.results import drop_failed, make_record, record_path, write_record
@@ -147,7 +148,7 @@ def _run_planned(
             f"{init.describe()}): {plan.path}")  # fmt: skip
     try:
         fitted = cell.fit(plan, init, device)
-    except Diverged as e:
+    except (Diverged, DataError) as e:  # the run failed, not the command's input
         return broadcast_object(_failed(cell, plan, out_root, str(e)) if info.is_main else None)
     if not fitted.complete:
         return {"status": "interrupted", "run_dir": str(plan.path), **fitted.facts}
@@ -189,7 +190,8 @@ def _cell_record(cell: Cell, plan: RunPlan, value: float | None, **rest: Any) ->
 
 
 def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str, Any]:
-    """The failed record of a run that diverged (no result.json: a rerun tries again)."""
+    """The failed record of a run that diverged or met an unreadable data file (no
+    result.json: a rerun tries again)."""
     say(f"FAILED {cell.ticket.name} on {cell.task}/{cell.dataset}: {reason}")
     record = _cell_record(
         cell,

@@ -7,6 +7,11 @@ class BenchError(Exception):
     """Bad user input (file, field, name or dataset): shown as one line, exit code 2."""
 
 
+class DataError(BenchError):
+    """A data file met during a run that does not read: the run fails with a failed record
+    naming the file (files are checked before runs start where that is cheap)."""
+
+
 class RunsFailed(Exception):
     """Some runs of a command failed (their failed records are kept): one line, exit code 1."""
 

@@ -237,7 +237,8 @@ def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     tmp_path: Path, imagenet_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`bench train` used to end in PIL's traceback; in a DataLoader worker the error comes
-    back wrapped in the worker's traceback, and still prints as one line."""
+    back wrapped in the worker's traceback. Now the run fails with a record naming the file
+    and the command exits 1 saying so, in one line."""
     root = _copy(imagenet_root, tmp_path / "in")
     bad = _first_jpeg(root)
     _truncate(bad, 0.6)
@@ -245,8 +246,13 @@ def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     argv = ["train", "imagenet", "resnet18-se", "--mask", "none", "--data-root", root,
             "--out", out, "--preset", "short", "--epochs", "1", "--image-size", "32",
             "--batch-size", "8", "--num-workers", "1"]  # fmt: skip
-    expect_exit_2(argv, capsys, str(bad), "unreadable image", "truncated")
-    assert not (out / "records").exists()
+    code, err = run_cli(argv, capsys)
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
+    (record,) = (out / "records").rglob("*.json")
+    prov = json.loads(record.read_text())["provenance"]
+    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    assert "unreadable image" in prov["reason"] and "truncated" in prov["reason"]
 
 
 IMAGENET_LAYOUT_CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [

@@ -28,7 +28,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.folder import default_loader, is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 from bench.fingerprint import text_sha256
 from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
 from bench.registry import Registry
@@ -477,7 +477,7 @@ class ImageNet(ClassificationDataset):
         return tfm.imagenet_transforms(image_size)
 
 
-class UnreadableImage(BenchError):
+class UnreadableImage(DataError):
     """An image file that does not decode, met while training or scoring.
 
     In a DataLoader worker torch re-raises an exception as its type built from the worker's
