@@ -73,7 +73,7 @@ class Timing:
 
 # ---- the stopping rule -------------------------------------------------------------------
 @cache
-def _ci_rank(n: int) -> int:
+def ci_rank(n: int) -> int:
     """Largest j with P(j <= B <= n-j) >= 95%, B ~ Binomial(n, 1/2); 0 when none exists.
 
     [x_(j), x_(n+1-j)] (1-based order statistics) then covers the median with >= 95%
@@ -96,7 +96,7 @@ def median_ci_rel(ordered: Sequence[float]) -> tuple[float, float]:
     n = len(ordered)
     mid = n // 2
     median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    j = _ci_rank(n)
+    j = ci_rank(n)
     if j == 0 or median <= 0:
         return median, math.inf
     return median, (ordered[n - j] - ordered[j - 1]) / (2 * median)

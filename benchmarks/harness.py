@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.cost_table import _ci_rank as ci_rank
+from bench.cost_table import ci_rank
 
 __all__ = [
     "Comparison",
