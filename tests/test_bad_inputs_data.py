@@ -537,3 +537,21 @@ def test_bad_cityscapes_label_stops_transfer_before_training(
     argv = _transfer(tmp_path, root, "segmentation", "--iters", "1")
     expect_exit_2(argv, capsys, str(bad), "label values 40")
     assert_nothing_written(tmp_path / "out")
+
+
+def test_a_corrupt_photo_met_mid_training_fails_the_segmentation_run_naming_it(
+    tmp_path: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mmcv's loader meets the broken photo inside the Runner; the run's failed record names
+    the file, and the command exits 1 in one line."""
+    root = _copy(cityscapes_root, tmp_path / "cs")
+    bad = sorted((root / "leftImg8bit" / "train").rglob("*.png"))[0]
+    _truncate(bad, 0.3)
+    argv = _transfer(tmp_path, root, "segmentation", "--iters", "1",
+                     "--opt", "num_workers=0")  # fmt: skip
+    code, err = run_cli(argv, capsys)
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert "1 of 1 runs failed" in err
+    (record,) = (tmp_path / "out" / "records").rglob("*.json")
+    prov = json.loads(record.read_text())["provenance"]
+    assert prov["status"] == "failed" and str(bad) in prov["reason"], prov["reason"]
