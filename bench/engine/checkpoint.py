@@ -19,17 +19,6 @@ from torch import nn
 from bench.errors import BenchError
 from bench.io import atomic_torch_save
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "capture_rng_state",
-    "load_checkpoint",
-    "load_model_weights",
-    "restore_rng_state",
-    "save_checkpoint",
-    "seed_everything",
-    "unwrap_state_dict",
-]
-
 CHECKPOINT_FORMAT = 1
 
 
