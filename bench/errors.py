@@ -1,6 +1,7 @@
 """The exception types the CLI turns into one-line messages and exit codes."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class BenchError(Exception):
@@ -14,6 +15,14 @@ class DataError(BenchError):
 
 class RunsFailed(Exception):
     """Some runs of a command failed (their failed records are kept): one line, exit code 1."""
+
+
+def check_runs(records: Sequence[Mapping[str, Any]]) -> None:
+    """RunsFailed when any record of a command's runs says failed (the records are kept, and
+    scripts must be able to tell)."""
+    failed = [r for r in records if r.get("provenance", {}).get("status") == "failed"]
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(records)} runs failed (their records say why)")
 
 
 def check_all(checks: Iterable[tuple[bool, str]], what: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import catalog, cliargs
-from bench.errors import BenchError, RunsFailed
+from bench.errors import BenchError, check_runs
 
 HELP = (
     "Train a ticket from scratch (or a full / none / random control) on a classification "
@@ -138,6 +138,4 @@ def run(args: argparse.Namespace) -> None:
     if main_rank:
         print(records_table(records))
         print(f"records: {args.out / 'records' / 'classification' / args.dataset}")
-    failed = [r for r in records if r["provenance"]["status"] == "failed"]
-    if failed:
-        raise RunsFailed(f"{len(failed)} of {len(records)} runs failed (their records say why)")
+    check_runs(records)

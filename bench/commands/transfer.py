@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from bench import catalog, cliargs
-from bench.errors import BenchError, RunsFailed
+from bench.errors import BenchError, check_runs
 
 HELP = (
     "Plug a ticket into a task (classification, crowd_counting, segmentation, or all whose "
@@ -253,6 +253,4 @@ def run(args: argparse.Namespace) -> None:
     print(text)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
-    failed = [r for r in records if r["provenance"]["status"] != "finished"]
-    if failed:  # kept as failed records, and scripts must be able to tell
-        raise RunsFailed(f"{len(failed)} of {len(records)} runs failed (their records say why)")
+    check_runs(records)
