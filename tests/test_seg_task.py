@@ -105,7 +105,7 @@ def test_bad_options_fail_before_any_run(cityscapes_root: Path, tmp_path: Path) 
     task = SegmentationTask()
     for over, msg in (
         ({"decoder": "segformer"}, "decoder 'segformer'"),
-        ({"crop": "64xabc"}, "expected H,W or HxW"),
+        ({"crop": "64xabc"}, r"crop=.64xabc.: expected .*HxW"),
         ({"aux_head": "maybe"}, "expected true or false"),
         ({"heads": 3}, "unknown SegHParams field"),
     ):

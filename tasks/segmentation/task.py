@@ -22,7 +22,7 @@ from torch import nn
 
 from bench.cell import Cell, CostSpec, Fitted, Scored, run_cell
 from bench.engine.distributed import init_distributed
-from bench.engine.hparams import field_types
+from bench.engine.hparams import field_types, from_text
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
 from bench.pretrained import SCRATCH, Init, check_ticket
@@ -49,25 +49,20 @@ MMSEG_R50_D8_MIOU = {
 }
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def _from_text(name: str, tp: Any, value: Any) -> Any:
-    """Command-line forms (`--opt crop=512x1024`, `--opt aux_head=false`) of an option."""
-    if get_origin(tp) is tuple:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (value, value)  # a square crop, e.g. crop=769
-        if isinstance(value, str):
-            try:
-                return tuple(int(p) for p in value.replace("x", ",").split(",") if p.strip())
-            except ValueError:
-                raise BenchError(f"option {name}={value!r}: expected H,W or HxW") from None
-    if tp is bool and isinstance(value, str | int) and not isinstance(value, bool):
-        text = str(value).lower()
-        if text in _TRUE + _FALSE:
-            return text in _TRUE
-        raise BenchError(f"option {name}={value!r}: expected true or false")
-    return value
+def _from_text(name: str, tp: Any, value: Any, default: Any) -> Any:
+    """An option given from code as text or a bare number (`crop=769`, `aux_head=1`) typed
+    the one way every task's `--opt` is (bench.engine.hparams.from_text)."""
+    textual = isinstance(value, str) or (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (tp is bool or get_origin(tp) is tuple)
+    )
+    if not textual:
+        return value
+    try:
+        return from_text(tp, str(value), default)
+    except ValueError as e:
+        raise BenchError(f"option {name}={value!r}: {e}") from None
 
 
 def hparams_for(run: TransferRun, data_root: Path | None = None) -> Any:
@@ -79,9 +74,9 @@ def hparams_for(run: TransferRun, data_root: Path | None = None) -> Any:
     """
     from tasks.segmentation.configs import SegHParams
 
-    types = field_types(SegHParams)
+    types, defaults = field_types(SegHParams), SegHParams()
     options = {
-        k: _from_text(k, types[k], v) if k in types else v
+        k: _from_text(k, types[k], v, getattr(defaults, k)) if k in types else v
         for k, v in run.options.items()
         if k not in RUNTIME_OPTIONS
     }
