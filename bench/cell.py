@@ -32,6 +32,7 @@ from bench.io import atomic_write_json, read_json, remove_stale_temps
 from bench.pretrained import SCRATCH, Init, LoadReport
 from bench.results import drop_failed, make_record, record_path, write_record
 from bench.tickets import Ticket
+from bench.transfer import TransferRun
 
 
 def say(msg: str) -> None:
@@ -132,6 +133,11 @@ def run_cell(
         release_run(plan.path)
 
 
+def run_transfer(cell: Cell, run: TransferRun) -> dict[str, Any]:
+    """`run_cell` of a transfer task's cell, where and how the TransferRun says."""
+    return run_cell(cell, out_root=run.out_root, device=run.device, mode=run.mode, init=run.init)
+
+
 def _run_planned(
     cell: Cell, plan: RunPlan, out_root: Path, device: str, init: Init
 ) -> dict[str, Any]:
@@ -183,10 +189,15 @@ _RECORD_FIELDS = (
 )  # fmt: skip
 
 
+def cell_setting(cell: Cell | type[Cell], **given: Any) -> dict[str, Any]:
+    """What `cell` fixes of its record; `given` supplies or replaces fields (a Cell class
+    lacks the ticket, dataset and seed of an instance)."""
+    return {k: given[k] if k in given else getattr(cell, k) for k in _RECORD_FIELDS}
+
+
 def _cell_record(cell: Cell, plan: RunPlan, value: float | None, **rest: Any) -> dict[str, Any]:
     """A record of `cell`'s run: what the cell fixes, its value, and `rest` (make_record's)."""
-    fixed = {k: getattr(cell, k) for k in _RECORD_FIELDS}
-    return make_record(**fixed, value=value, run_dir=plan.path, **rest)
+    return make_record(**cell_setting(cell), value=value, run_dir=plan.path, **rest)
 
 
 def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str, Any]:

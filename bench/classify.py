@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_cell
+from bench.cell import Cell, CostSpec, Fitted, Scored, cell_setting, engine_fit, run_cell
 from bench.cost import measure_cost
 from bench.engine import PRESETS, TrainHParams, evaluate
 from bench.engine.checkpoint import load_checkpoint
@@ -28,6 +28,9 @@ from bench.models.slots import build_ticket_model
 from bench.pretrained import SCRATCH, Init, check_ticket, load_state, state_dict_of
 from bench.results import make_record, write_record
 from bench.tickets import Ticket
+
+if TYPE_CHECKING:
+    from tasks.classification.datasets import Splits
 
 TASK = "classification"
 HEAD = "linear"
@@ -42,6 +45,13 @@ class DataOptions:
     split_seed: int = 0
     image_size: int | None = None
     train_limit: int | None = None  # first N of a seeded shuffle of train (quick runs)
+
+    def load(self, dataset: str) -> Splits:
+        """The splits of `dataset` as these options read it (train_limit not applied)."""
+        from tasks.classification.datasets import load_splits
+
+        return load_splits(dataset, self.data_root, heldout=self.heldout,
+                           split_seed=self.split_seed, image_size=self.image_size)  # fmt: skip
 
 
 def _limit(dataset, n: int | None, seed: int):
@@ -72,18 +82,10 @@ class ClassificationCell(Cell):
         progress: bool | None = None,
         stop_after_epoch: int | None = None,
     ) -> None:
-        from tasks.classification.datasets import load_splits
-
         super().__init__(ticket, dataset, hp)
         self.data, self.preset = data, preset
         self.progress, self.stop_after_epoch = progress, stop_after_epoch
-        self.splits = load_splits(
-            dataset,
-            data.data_root,
-            heldout=data.heldout,
-            split_seed=data.split_seed,
-            image_size=data.image_size,
-        )
+        self.splits = data.load(dataset)
         self.train_set = _limit(self.splits.train, data.train_limit, data.split_seed)
 
     def identity(self) -> dict[str, Any]:
@@ -187,29 +189,21 @@ def eval_checkpoint(
     """Score a checkpoint of the ticket network on one split; write and return a record of
     its own (named by the checkpoint's checksum: never over the training run's record).
     A checkpoint whose classifier does not fit the dataset is refused, never re-initialised."""
-    from tasks.classification.datasets import load_splits
-
     if split not in ("heldout", "test"):
         raise BenchError(f"--split {split!r}: expected heldout or test")
     check_ticket(checkpoint, ticket)  # the file first: cheaper than reading the dataset
     state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
-    splits = load_splits(dataset, data.data_root, heldout=data.heldout,
-                         split_seed=data.split_seed, image_size=data.image_size)  # fmt: skip
+    splits = data.load(dataset)
     model = build_ticket_model(ticket, num_classes=splits.num_classes)
     load_state(model, state, str(checkpoint), head=True)  # the head is scored: it must fit
     m = evaluate(model, getattr(splits, split), device, batch_size)
     c, h, w = splits.input_size
+    # A classification cell's setting, scored on `split` with no selection.
+    scored = {"eval_split": split, "select_split": None}
+    setting = cell_setting(ClassificationCell, ticket=ticket, dataset=dataset, seed=seed, **scored)
     record = make_record(
-        ticket=ticket,
-        task=TASK,
-        dataset=dataset,
-        eval_split=split,
-        select_split=None,
-        head=HEAD,
-        metric="top1",
+        **setting,
         value=m["top1"],
-        higher_is_better=True,
-        seed=seed,
         run_dir=checkpoint.parent,
         extras={"top5": m["top5"], "loss": m["loss"], "n": m["n"], "checkpoint": str(checkpoint)},
         # Parameters and FLOPs only: latency ratios come from side-by-side sessions (bench.cell).

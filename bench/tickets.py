@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.errors import BenchError
 from bench.fingerprint import canonical_json, value_sha256
@@ -219,6 +219,23 @@ def make_ticket(
     return validate(ticket.to_dict(), source=name)
 
 
+class Network(Protocol):
+    """What fixes a ticket's network apart from its mask (a Ticket, a ModelConfig)."""
+
+    backbone: str
+    sam: str | None
+    sam_args: dict
+    sharing: str
+
+
+def network_ticket(name: str, net: Network, mask: Sequence[int], provenance: dict) -> Ticket:
+    """`make_ticket` for the network of `net` (backbone, SAM, SAM options, sharing)."""
+    assert net.sam is not None, "a ticket masks a network's SAM slots"
+    return make_ticket(
+        name, net.backbone, net.sam, mask, provenance, sam_args=net.sam_args, sharing=net.sharing
+    )
+
+
 def control_tickets(ticket: Ticket, seed: int, kinds: Sequence[str] = BASELINES) -> list[Ticket]:
     """The ticket's controls of `kinds` (full, none, random of the ticket's density) for the
     same network; the random mask is drawn with `seed`."""
@@ -232,15 +249,7 @@ def control_tickets(ticket: Ticket, seed: int, kinds: Sequence[str] = BASELINES)
             prov["density"] = round(ticket.density, 6)
             suffix = f"random{ticket.density:.2f}-s{seed}"
         out.append(
-            make_ticket(
-                f"{ticket.model_name}-{ticket.sharing}-{suffix}",
-                ticket.backbone,
-                ticket.sam,
-                mask,
-                prov,
-                sam_args=ticket.sam_args,
-                sharing=ticket.sharing,
-            )
+            network_ticket(f"{ticket.model_name}-{ticket.sharing}-{suffix}", ticket, mask, prov)
         )
     return out
 

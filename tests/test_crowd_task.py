@@ -3,7 +3,6 @@ short end-to-end runs on the real-annotation sample (tests/fixtures_crowd.py).""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 from fixtures_crowd import write_crowd_root
 
+from bench.cell import run_transfer
 from bench.engine.checkpoint import save_checkpoint
 from bench.errors import BenchError
 from bench.models.slots import build_ticket_model
@@ -23,15 +23,8 @@ from tasks.crowd_counting.dataset import Item, WholeImages
 from tasks.crowd_counting.density import DensitySpec
 from tasks.crowd_counting.metrics import MSE_ALIAS_NOTE, evaluate_counts
 from tasks.crowd_counting.model import CrowdCounter
-from tasks.crowd_counting.options import (
-    CrowdOptions,
-    add_crowd_args,
-    apply_length,
-    crowd_options_from_args,
-    resolve,
-    steps_per_epoch,
-)
-from tasks.crowd_counting.task import run_cell
+from tasks.crowd_counting.options import apply_length, resolve, steps_per_epoch
+from tasks.crowd_counting.task import CrowdCell
 
 TICKETS = Path(__file__).resolve().parent.parent / "tickets"
 PROV = {"kind": "baseline", "baseline": "random", "seed": 0}
@@ -87,26 +80,6 @@ def test_iters_map_onto_epochs() -> None:
     assert apply_length(hp, 2, None, spe).epochs == 2
     with pytest.raises(BenchError, match="not both"):
         apply_length(hp, 2, 12, spe)
-
-
-def test_cli_helpers() -> None:
-    p = argparse.ArgumentParser()
-    add_crowd_args(p)
-    args = p.parse_args(
-        [
-            "--crowd-protocol",
-            "short",
-            "--crowd-border",
-            "cut",
-            "--crowd-cost-size",
-            "64,96",
-            "--no-crowd-flip",
-        ]
-    )
-    opts = crowd_options_from_args(args)
-    assert opts == {"protocol": "short", "border": "cut", "cost_size": (64, 96), "flip": False}
-    assert crowd_options_from_args(p.parse_args([])) == {}
-    assert CrowdOptions.from_dict({k: v for k, v in opts.items() if k != "protocol"}).flip is False
 
 
 def test_every_ticket_bit_applies_at_stride_8() -> None:
@@ -226,16 +199,6 @@ def test_short_training_run_resume_skip_cover(tmp_path: Path) -> None:
     # Small crops and a cheap cost measurement keep this to seconds on 2 cores.
     options = {"crop_size": 48, "cost_size": (64, 64), "latency_repeats": 2}
     # Killed after its first epoch, then resumed by the task's run (mode new).
-    part = run_cell(
-        ticket,
-        "shanghaitech-b",
-        out_root=out_root,
-        data_root=root,
-        iters=8,
-        options=options,
-        stop_after_epoch=1,
-    )
-    assert part["status"] == "interrupted" and part["epochs"] == 1
     run = TransferRun(
         ticket=ticket,
         dataset="shanghaitech-b",
@@ -245,6 +208,8 @@ def test_short_training_run_resume_skip_cover(tmp_path: Path) -> None:
         iters=8,
         options=options,
     )
+    part = run_transfer(CrowdCell(run, stop_after_epoch=1), run)
+    assert part["status"] == "interrupted" and part["epochs"] == 1
     task = TASKS.get("crowd_counting")()
     rec = task.run(run)
     res, proto = rec["result"], rec["protocol"]

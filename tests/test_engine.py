@@ -39,7 +39,7 @@ from bench.engine import (
     train,
     train_hparams_from_args,
 )
-from bench.engine.hparams import hparam
+from bench.engine.hparams import hparam, within
 from bench.engine.rundir import CheckpointEvery, checkpoint_every
 from bench.engine.schedule import LRSchedule
 from bench.errors import BenchError
@@ -428,6 +428,25 @@ def test_bad_flag_values() -> None:
         train_hparams_from_args(p.parse_args(["--epochs", "5", "--milestones", "3,2"]))
     with pytest.raises(BenchError, match="unknown training preset"):
         train_hparams_from_args(p.parse_args(["--preset", "nope"]))
+
+
+# Interval notation: a bracket includes its end, a parenthesis excludes it.
+@pytest.mark.parametrize(
+    "value, bound, ok",
+    [(1, ">= 1", True), (0.999, ">= 1", False), (0, "> 0", False), (1e-9, "> 0", True),
+     (0, "in [0, 1)", True), (1, "in [0, 1)", False), (1, "in [0, 1]", True),
+     (0, "in (0, 1)", False), (0.5, "in (0, 1)", True), (-0.1, "in [0, 1]", False)],
+)  # fmt: skip
+def test_declared_bounds(value: float, bound: str, ok: bool) -> None:
+    assert within(value, bound) is ok
+
+
+def test_bounds_reject_with_the_field_name() -> None:
+    assert TrainHParams(momentum=0.0).momentum == 0.0  # the closed end is allowed
+    with pytest.raises(BenchError, match=r"^bad training hparams: momentum must be in \[0, 1\)$"):
+        TrainHParams(momentum=1.0)
+    with pytest.raises(BenchError, match=r"^bad training hparams: lr must be > 0$"):
+        TrainHParams(lr=0.0)
 
 
 def test_prefixed_flags_for_a_second_dataclass() -> None:

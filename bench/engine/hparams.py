@@ -46,8 +46,21 @@ H = TypeVar("H", bound="HParams")
 
 
 def hparam(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with a default and the help text its command-line flag shows."""
+    """A dataclass field with a default and the help text its command-line flag shows;
+    `bound=">= 1"` (or "> 0", "in [0, 1)", ...) states the range `HParams.bound_checks`
+    enforces."""
     return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+def within(value: float, bound: str) -> bool:
+    """Whether `value` is in `bound`: ">= X", "> X" or an interval "in [A, B)" (a bracket
+    includes its end, a parenthesis excludes it)."""
+    if bound.startswith(">"):
+        op, limit = bound.split()
+        return value >= float(limit) if op == ">=" else value > float(limit)
+    low, high = (float(x) for x in bound[4:-1].split(","))
+    above = value >= low if bound[3] == "[" else value > low
+    return above and (value <= high if bound[-1] == "]" else value < high)
 
 
 @cache
@@ -181,6 +194,12 @@ class HParams:
     def validate(self) -> None:
         """Check cross-field constraints; raise BenchError."""
 
+    def bound_checks(self) -> list[tuple[bool, str]]:
+        """(ok, "NAME must be BOUND") per field declared with a `bound` (for check_all)."""
+        fields = dataclasses.fields(self)
+        bounded = [(f.name, f.metadata["bound"]) for f in fields if "bound" in f.metadata]
+        return [(within(getattr(self, n), b), f"{n} must be {b}") for n, b in bounded]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._items()}
@@ -214,13 +233,15 @@ def nondefault(hp: HParams) -> dict[str, Any]:
 class TrainHParams(HParams):
     """How to train a network. The defaults are the `short` preset (2-core CPU scale)."""
 
-    epochs: int = hparam(3, "number of training epochs")
-    batch_size: int = hparam(128, "global batch size (split evenly across torchrun ranks)")
-    eval_batch_size: int = hparam(256, "batch size for evaluation")
-    lr: float = hparam(0.1, "peak learning rate (SGD)")
-    momentum: float = hparam(0.9, "SGD momentum")
+    epochs: int = hparam(3, "number of training epochs", bound=">= 1")
+    batch_size: int = hparam(
+        128, "global batch size (split evenly across torchrun ranks)", bound=">= 1"
+    )
+    eval_batch_size: int = hparam(256, "batch size for evaluation", bound=">= 1")
+    lr: float = hparam(0.1, "peak learning rate (SGD)", bound="> 0")
+    momentum: float = hparam(0.9, "SGD momentum", bound="in [0, 1)")
     nesterov: bool = hparam(False, "use Nesterov momentum")
-    weight_decay: float = hparam(5e-4, "L2 weight decay")
+    weight_decay: float = hparam(5e-4, "L2 weight decay", bound=">= 0")
     decay_norm_and_bias: bool = hparam(
         True, "apply weight decay to 1-d parameters too (BN/bias); the paper's code does"
     )
@@ -228,29 +249,21 @@ class TrainHParams(HParams):
     milestones: tuple[int, ...] = hparam(
         (), "step schedule: epochs where lr is multiplied by gamma"
     )
-    gamma: float = hparam(0.1, "step schedule: lr multiplier at each milestone")
+    gamma: float = hparam(0.1, "step schedule: lr multiplier at each milestone", bound="> 0")
     warmup_epochs: int = hparam(1, "epochs of linear lr warm-up (stepped per iteration)")
-    label_smoothing: float = hparam(0.0, "cross-entropy label smoothing")
+    label_smoothing: float = hparam(0.0, "cross-entropy label smoothing", bound="in [0, 1)")
     amp: bool = hparam(False, "mixed precision (CUDA only; ignored on CPU)")
     amp_dtype: Literal["bf16", "fp16"] = hparam("bf16", "autocast dtype; fp16 adds a GradScaler")
     channels_last: bool = hparam(False, "channels-last memory format (CUDA only; ignored on CPU)")
     compile: bool = hparam(False, "torch.compile the training forward")
-    num_workers: int = hparam(0, "DataLoader worker processes")
+    num_workers: int = hparam(0, "DataLoader worker processes", bound=">= 0")
     seed: int = hparam(0, "seed of every RNG: init, data order, augmentation, dropout")
 
     def validate(self) -> None:
         checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            *self.bound_checks(),
             (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.gamma > 0, "gamma must be > 0"),
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.num_workers >= 0, "num_workers must be >= 0"),
             (list(self.milestones) == sorted(set(self.milestones)), "milestones must increase"),
             (
                 all(0 < m < self.epochs for m in self.milestones),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
+    from bench.classify import DataOptions
     from bench.models.resnet import ModelConfig
     from bench.search.hparams import SearchPreset
 
@@ -84,6 +85,14 @@ class SearchConfig:
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def data(self) -> DataOptions:
+        """How the dataset is read (the data fields above)."""
+        from bench.classify import DataOptions
+
+        names = ("data_root", "heldout", "split_seed", "image_size")
+        return DataOptions(**{n: getattr(self, n) for n in names})
 
     def check(self) -> None:
         """The checks that need neither torch nor data: one-line BenchErrors naming the flag."""

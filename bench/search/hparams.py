@@ -68,102 +68,106 @@ class SearchHParams(HParams):
         60,
         "candidate evaluations (one = one new mask scored on the whole scoring subset; cached "
         "masks are free; a halving rung on a fraction f of the subset costs f)",
+        bound=">= 1",
     )
     eval_subset: int = hparam(
-        500, "score candidates on a fixed random subset of this many held-out images (0 = all)"
+        500,
+        "score candidates on a fixed random subset of this many held-out images (0 = all)",
+        bound=">= 0",
     )
-    eval_batch_size: int = hparam(500, "batch size of candidate evaluation")
-    eval_workers: int = hparam(0, "DataLoader workers when the scoring set is streamed")
+    eval_batch_size: int = hparam(500, "batch size of candidate evaluation", bound=">= 1")
+    eval_workers: int = hparam(
+        0, "DataLoader workers when the scoring set is streamed", bound=">= 0"
+    )
     preload_mb: int = hparam(
-        4096, "decode the scoring set into memory once if it needs at most this many MiB per rank"
+        4096,
+        "decode the scoring set into memory once if it needs at most this many MiB per rank",
+        bound=">= 0",
     )
     bn_recalib_batches: int = hparam(
-        0, "recalibrate BN statistics on this many fixed train batches per candidate (0 = off)"
+        0,
+        "recalibrate BN statistics on this many fixed train batches per candidate (0 = off)",
+        bound=">= 0",
     )
-    bn_recalib_batch_size: int = hparam(64, "batch size of BN recalibration")
+    bn_recalib_batch_size: int = hparam(64, "batch size of BN recalibration", bound=">= 2")
     halving: bool = hparam(
         False, "successive halving: score a batch on a small subset, promote the best 1/eta"
     )
-    halving_eta: int = hparam(3, "successive halving: keep 1/eta of the candidates per rung")
-    halving_min_images: int = hparam(100, "successive halving: images of the first rung")
+    halving_eta: int = hparam(
+        3, "successive halving: keep 1/eta of the candidates per rung", bound=">= 2"
+    )
+    halving_min_images: int = hparam(
+        100, "successive halving: images of the first rung", bound=">= 1"
+    )
     # --- reward (all strategies maximise the same one) -------------------------------------
     reward_offset: float = hparam(
         54.0, "reward = top-1 percent + w * fraction off - offset (official 54)"
     )
-    sparsity_weight: float = hparam(2.0, "reward weight of the fraction of slots off (official 2)")
+    sparsity_weight: float = hparam(
+        2.0, "reward weight of the fraction of slots off (official 2)", bound=">= 0"
+    )
     latency_weight: float = hparam(
         0.0,
         "ours: reward -= weight * (measured SAM time of the mask / time of the SAM-free "
         "network), from a per-slot table measured on the current device",
+        bound=">= 0",
     )
-    latency_batch: int = hparam(8, "batch size of the per-slot latency measurement")
-    latency_repeats: int = hparam(20, "timed repeats of the per-slot latency measurement")
+    latency_batch: int = hparam(8, "batch size of the per-slot latency measurement", bound=">= 1")
+    latency_repeats: int = hparam(
+        20, "timed repeats of the per-slot latency measurement", bound=">= 1"
+    )
     # --- reinforce --------------------------------------------------------------------------
-    steps: int = hparam(20, "reinforce: controller steps (official 300)")
-    samples_per_step: int = hparam(3, "reinforce: schemes sampled per step (official 3)")
+    steps: int = hparam(20, "reinforce: controller steps (official 300)", bound=">= 1")
+    samples_per_step: int = hparam(
+        3, "reinforce: schemes sampled per step (official 3)", bound=">= 1"
+    )
     policy: Literal["mlp", "lstm"] = hparam(
         "mlp",
         "reinforce: mlp = constant zero input -> Linear(20,50) -> ReLU -> Linear(50,2N) "
         "(official); lstm = autoregressive LSTM over the slots (ours)",
     )
-    temperature: float = hparam(5.0, "reinforce: softmax temperature (official 5)")
-    controller_lr: float = hparam(5e-2, "reinforce: Adam learning rate, constant (official 5e-2)")
-    baseline_decay: float = hparam(
-        0.95, "reinforce: decay of the moving-average reward baseline (official)"
+    temperature: float = hparam(5.0, "reinforce: softmax temperature (official 5)", bound="> 0")
+    controller_lr: float = hparam(
+        5e-2, "reinforce: Adam learning rate, constant (official 5e-2)", bound="> 0"
     )
-    lstm_hidden: int = hparam(64, "reinforce lstm policy: hidden size")
+    baseline_decay: float = hparam(
+        0.95, "reinforce: decay of the moving-average reward baseline (official)", bound="in [0, 1)"
+    )
+    lstm_hidden: int = hparam(64, "reinforce lstm policy: hidden size", bound=">= 1")
     rnd: bool = hparam(
         True, "reinforce: random-network-distillation bonus, equal for a step's schemes (official)"
     )
-    rnd_weight: float = hparam(1.0, "reinforce: scale of the RND bonus (official 1)")
+    rnd_weight: float = hparam(1.0, "reinforce: scale of the RND bonus (official 1)", bound=">= 0")
     ppo: bool = hparam(True, "reinforce: PPO-style clipped update from a replay buffer (official)")
-    ppo_buffer: int = hparam(30, "reinforce: replay buffer size in steps (official 30)")
-    ppo_clip: float = hparam(0.1, "reinforce: PPO ratio clip (official 0.1)")
-    ppo_weight: float = hparam(0.1, "reinforce: PPO loss weight (official 0.1)")
-    ppo_start: int = hparam(10, "reinforce: first step (0-based) with a PPO update (official 10)")
-    entropy_weight: float = hparam(0.0, "reinforce, ours: entropy bonus weight in the loss")
-    density_target: float = hparam(0.5, "reinforce, ours: target density of the density prior")
+    ppo_buffer: int = hparam(
+        30, "reinforce: replay buffer size in steps (official 30)", bound=">= 1"
+    )
+    ppo_clip: float = hparam(0.1, "reinforce: PPO ratio clip (official 0.1)", bound="> 0")
+    ppo_weight: float = hparam(0.1, "reinforce: PPO loss weight (official 0.1)", bound=">= 0")
+    ppo_start: int = hparam(
+        10, "reinforce: first step (0-based) with a PPO update (official 10)", bound=">= 0"
+    )
+    entropy_weight: float = hparam(
+        0.0, "reinforce, ours: entropy bonus weight in the loss", bound=">= 0"
+    )
+    density_target: float = hparam(
+        0.5, "reinforce, ours: target density of the density prior", bound="in [0, 1]"
+    )
     density_weight: float = hparam(
-        0.0, "reinforce, ours: weight of (expected density - target)^2 in the loss"
+        0.0, "reinforce, ours: weight of (expected density - target)^2 in the loss", bound=">= 0"
     )
     # --- random / evolution -----------------------------------------------------------------
     random_batch: int = hparam(
-        1, "random/evolution: masks proposed per round (with --halving: the halving batch)"
+        1,
+        "random/evolution: masks proposed per round (with --halving: the halving batch)",
+        bound=">= 1",
     )
-    population: int = hparam(10, "evolution: population size (regularized evolution)")
+    population: int = hparam(10, "evolution: population size (regularized evolution)", bound=">= 2")
     tournament: int = hparam(3, "evolution: tournament sample size")
 
     def validate(self) -> None:
         checks = [
-            (self.budget >= 1, "budget must be >= 1"),
-            (self.eval_subset >= 0, "eval_subset must be >= 0"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-            (self.eval_workers >= 0, "eval_workers must be >= 0"),
-            (self.preload_mb >= 0, "preload_mb must be >= 0"),
-            (self.bn_recalib_batches >= 0, "bn_recalib_batches must be >= 0"),
-            (self.bn_recalib_batch_size >= 2, "bn_recalib_batch_size must be >= 2"),
-            (self.halving_eta >= 2, "halving_eta must be >= 2"),
-            (self.halving_min_images >= 1, "halving_min_images must be >= 1"),
-            (self.sparsity_weight >= 0, "sparsity_weight must be >= 0"),
-            (self.latency_weight >= 0, "latency_weight must be >= 0"),
-            (self.latency_batch >= 1, "latency_batch must be >= 1"),
-            (self.latency_repeats >= 1, "latency_repeats must be >= 1"),
-            (self.steps >= 1, "steps must be >= 1"),
-            (self.samples_per_step >= 1, "samples_per_step must be >= 1"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (self.controller_lr > 0, "controller_lr must be > 0"),
-            (0 <= self.baseline_decay < 1, "baseline_decay must be in [0, 1)"),
-            (self.lstm_hidden >= 1, "lstm_hidden must be >= 1"),
-            (self.rnd_weight >= 0, "rnd_weight must be >= 0"),
-            (self.ppo_buffer >= 1, "ppo_buffer must be >= 1"),
-            (self.ppo_clip > 0, "ppo_clip must be > 0"),
-            (self.ppo_weight >= 0, "ppo_weight must be >= 0"),
-            (self.ppo_start >= 0, "ppo_start must be >= 0"),
-            (self.entropy_weight >= 0, "entropy_weight must be >= 0"),
-            (0 <= self.density_target <= 1, "density_target must be in [0, 1]"),
-            (self.density_weight >= 0, "density_weight must be >= 0"),
-            (self.random_batch >= 1, "random_batch must be >= 1"),
-            (self.population >= 2, "population must be >= 2"),
+            *self.bound_checks(),
             (1 <= self.tournament <= self.population, "tournament must be in [1, population]"),
         ]
         check_all(checks, "search hparams")

@@ -52,7 +52,7 @@ from bench.search.ticket_out import (
     write_ticket,
 )
 from bench.tickets import Ticket, stage_sizes
-from tasks.classification.datasets import Splits, heldout_digest, load_splits
+from tasks.classification.datasets import Splits, heldout_digest
 
 __all__ = [
     "SearchConfig",
@@ -209,13 +209,7 @@ def _prepare_inputs(
     progress: bool | None,
 ) -> _Inputs:
     """Load the splits, check the network builds, train (or find) the supernet."""
-    splits = load_splits(
-        cfg.dataset,
-        cfg.data_root,
-        heldout=cfg.heldout,
-        split_seed=cfg.split_seed,
-        image_size=cfg.image_size,
-    )
+    splits = cfg.data.load(cfg.dataset)
     if len(splits.heldout) == 0:
         raise BenchError(f"{cfg.dataset}: the held-out split is empty; a search scores on it")
     with torch.random.fork_rng(devices=[]):  # bad SAM options fail here, before training

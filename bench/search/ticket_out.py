@@ -18,7 +18,7 @@ from bench.models.resnet import ModelConfig
 from bench.search.evaluator import Evaluator, mask_key
 from bench.search.reward import Reward
 from bench.search.strategies.base import Strategy
-from bench.tickets import Ticket, make_ticket, mask_to_stages
+from bench.tickets import Ticket, mask_to_stages, network_ticket
 
 __all__ = [
     "TICKET_FILE",
@@ -47,21 +47,12 @@ def write_ticket(
     (a run resumed or a supernet trained elsewhere), `environment_mixed`: every fingerprint
     seen. The checksum covers the identity only, so neither changes it.
     """
-    assert config.sam is not None
     env = environment()
     prov: dict[str, Any] = {"kind": "searched", **provenance, "environment": env}
     seen = _recorded_fingerprints(Path(run_dir), provenance.get("supernet_run"))
     if seen - {env["fingerprint"]}:
         prov["environment_mixed"] = sorted(seen | {env["fingerprint"]})
-    ticket = make_ticket(
-        name,
-        config.backbone,
-        config.sam,
-        mask,
-        prov,
-        sam_args=config.sam_args,
-        sharing=config.sharing,
-    )
+    ticket = network_ticket(name, config, mask, prov)
     path = ticket.save(Path(run_dir) / TICKET_FILE)
     return ticket, path
 

@@ -1,4 +1,4 @@
-"""Crowd-counting options and training protocols, and their command-line forms.
+"""Crowd-counting options and training protocols.
 
 `CrowdOptions` fixes the data side of a cell (density kernel, border and outside-point
 policies, validation carve-out, crops, cost input); a `Protocol` pairs engine hparams with
@@ -10,14 +10,12 @@ Light on purpose (no torch, scipy or data): the CLI reads it to check options.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.engine.hparams import HParams, TrainHParams, add_hparam_args, hparam
+from bench.engine.hparams import HParams, TrainHParams, hparam
 from bench.errors import BenchError, check_all
 from bench.registry import Registry
 from bench.taskopts import OptionGroup, TaskOptions
@@ -37,9 +35,11 @@ class CrowdOptions(HParams):
     kernel: Literal["auto", "adaptive", "fixed"] = hparam(
         "auto", "density kernel; auto: Part A adaptive, Part B fixed (the paper's)"
     )
-    sigma: float = hparam(15.0, "fixed kernel: Gaussian sigma in pixels (Part B's 15)")
-    beta: float = hparam(0.3, "adaptive kernel: sigma = beta x mean distance to the neighbours")
-    neighbours: int = hparam(3, "adaptive kernel: nearest heads averaged over")
+    sigma: float = hparam(15.0, "fixed kernel: Gaussian sigma in pixels (Part B's 15)", bound="> 0")
+    beta: float = hparam(
+        0.3, "adaptive kernel: sigma = beta x mean distance to the neighbours", bound="> 0"
+    )
+    neighbours: int = hparam(3, "adaptive kernel: nearest heads averaged over", bound=">= 1")
     border: Literal["renormalize", "cut", "csrnet"] = hparam(
         "renormalize",
         "kernels cut by the image border: renormalize (each head adds exactly 1), cut (the "
@@ -50,31 +50,30 @@ class CrowdOptions(HParams):
     outside: Literal["clip", "drop"] = hparam(
         "clip", "annotated points outside the image: clip to the border pixel, or drop"
     )
-    val_fraction: float = hparam(0.1, "fraction of train carved out as the validation split")
+    val_fraction: float = hparam(
+        0.1, "fraction of train carved out as the validation split", bound="in (0, 1)"
+    )
     split_seed: int = hparam(0, "seed of the validation carve-out (fixed across runs)")
     crop_size: int = hparam(
         256,
         "training crop side in pixels, a multiple of the output stride; 0: half the "
         "image's height and width (CSRNet's quarter-size patches; needs batch size 1)",
+        bound=">= 0",
     )
-    crops_per_image: int = hparam(1, "random crops of each training image per epoch")
+    crops_per_image: int = hparam(1, "random crops of each training image per epoch", bound=">= 1")
     flip: bool = hparam(True, "random horizontal flips")
     cache_dir: str = hparam(
         "", "density-map cache folder ('' = beside the annotations, or the user cache)"
     )
     cost_size: tuple[int, ...] = hparam((768, 1024), "H,W of the input the costs are measured at")
-    latency_repeats: int = hparam(20, "0: no latency; else timed side by side to a tolerance")
+    latency_repeats: int = hparam(
+        20, "0: no latency; else timed side by side to a tolerance", bound=">= 0"
+    )
 
     def validate(self) -> None:
         checks = [
-            (self.sigma > 0, "sigma must be > 0"),
-            (self.beta > 0, "beta must be > 0"),
-            (self.neighbours >= 1, "neighbours must be >= 1"),
-            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
-            (self.crop_size >= 0, "crop_size must be >= 0"),
-            (self.crops_per_image >= 1, "crops_per_image must be >= 1"),
+            *self.bound_checks(),
             (len(self.cost_size) == 2 and min(self.cost_size) > 0, "cost_size must be H,W > 0"),
-            (self.latency_repeats >= 0, "latency_repeats must be >= 0"),
         ]
         check_all(checks, "crowd counting options")
 
@@ -102,22 +101,22 @@ class Protocol:
 
 
 PROTOCOLS: Registry[Protocol] = Registry("crowd counting protocol")
-# CSRNet (Li et al. 2018, official code): SGD lr 1e-7 (constant), momentum 0.95, weight
-# decay 5e-4, batch 1, 400 epochs, each image visited 4 times per epoch; the paper's
-# quarter-size patches (half height x half width) at random positions, random flips.
-# lr 1e-7 suits an ImageNet-initialised front-end: use it with --init-from.
+
+
+def _recipe(**hparams: Any) -> TrainHParams:
+    """Engine hparams of a crowd recipe: test images are whole and of varying size, so they
+    are evaluated one at a time (eval batch 1); neither recipe warms up."""
+    return TrainHParams(eval_batch_size=1, warmup_epochs=0, **hparams)
+
+
+# CSRNet (Li et al. 2018, official code): SGD lr 1e-7 (constant: a step schedule without
+# milestones), momentum 0.95, weight decay 5e-4, batch 1, 400 epochs, each image visited 4
+# times per epoch; the paper's quarter-size patches (half height x half width) at random
+# positions, random flips. lr 1e-7 suits an ImageNet-initialised front-end: use --init-from.
 PROTOCOLS.register("csrnet")(
     Protocol(
-        TrainHParams(
-            epochs=400,
-            batch_size=1,
-            eval_batch_size=1,
-            lr=1e-7,
-            momentum=0.95,
-            weight_decay=5e-4,
-            schedule="step",
-            milestones=(),
-            warmup_epochs=0,
+        _recipe(
+            epochs=400, batch_size=1, lr=1e-7, momentum=0.95, weight_decay=5e-4, schedule="step"
         ),
         CrowdOptions(crop_size=0, crops_per_image=4),
         "CSRNet's optimizer and schedule (official code), quarter-size random patches",
@@ -126,15 +125,8 @@ PROTOCOLS.register("csrnet")(
 # The embedded default: minutes on a 2-core CPU, from scratch (not from the paper).
 PROTOCOLS.register("short")(
     Protocol(
-        TrainHParams(
-            epochs=8,
-            batch_size=4,
-            eval_batch_size=1,
-            lr=1e-3,
-            momentum=0.9,
-            weight_decay=1e-4,
-            schedule="cosine",
-            warmup_epochs=0,
+        _recipe(
+            epochs=8, batch_size=4, lr=1e-3, momentum=0.9, weight_decay=1e-4, schedule="cosine"
         ),
         CrowdOptions(
             crop_size=64,
@@ -238,30 +230,3 @@ def apply_length(hp: TrainHParams, epochs: int | None, iters: int | None, spe: i
     warm = min(hp.warmup_epochs, epochs)
     keep = tuple(m for m in hp.milestones if m < epochs)
     return replace(hp, epochs=epochs, warmup_epochs=warm, milestones=keep)
-
-
-# ---- command line --------------------------------------------------------------------------
-OPTION_PREFIX = "crowd_"
-
-
-def add_crowd_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--crowd-protocol plus one --crowd-<field> flag per CrowdOptions field."""
-    parser.add_argument(
-        "--crowd-protocol",
-        default=None,
-        help="crowd counting training protocol: auto (short on the bundled sample data, "
-        f"csrnet otherwise), {', '.join(PROTOCOLS)} (default: auto)",
-    )
-    add_hparam_args(parser, CrowdOptions, prefix=OPTION_PREFIX)
-
-
-def crowd_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The TransferRun options given on the command line (absent flags stay absent)."""
-    out: dict[str, Any] = {}
-    if getattr(args, "crowd_protocol", None) is not None:
-        out["protocol"] = args.crowd_protocol
-    for f in dataclasses.fields(CrowdOptions):
-        value = getattr(args, OPTION_PREFIX + f.name, None)
-        if value is not None:
-            out[f.name] = value
-    return out

@@ -1,10 +1,10 @@
 """The crowd-counting transfer task: a ticket backbone in a CSRNet-style counter on ShanghaiTech.
 
-One call of `run_cell` = one (ticket, dataset, seed) cell: density maps cached in HDF5, a
+A `CrowdCell` is one (ticket, dataset, seed) cell: density maps cached in HDF5, a
 hashed run directory (skip if finished, resume if not), training with the suite's engine
 (model selected by MAE on a validation split carved from train), one final evaluation of
 the selected weights on the test split (whole images, batch 1) and the uniform record.
-The registered adapter `CrowdCounting` ("crowd_counting") runs a TransferRun through it.
+The registered adapter `CrowdCounting` ("crowd_counting") runs a TransferRun as one.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, say
-from bench.cell import run_cell as bench_run_cell
+from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer, say
 from bench.engine.distributed import barrier, dist_info
 from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan
 from bench.errors import BenchError
-from bench.pretrained import SCRATCH, Init
+from bench.pretrained import Init
 from bench.tickets import Ticket
 from bench.transfer import TASKS, TransferRun, TransferTask
 from tasks.crowd_counting.cache import CacheEntry, cached_density
@@ -142,26 +141,20 @@ class CrowdCell(Cell):
 
     def __init__(
         self,
-        ticket: Ticket,
-        dataset: str,
+        run: TransferRun,
         *,
-        data_root: Path | None = None,
-        seed: int = 0,
-        epochs: int | None = None,
-        iters: int | None = None,
-        options: dict[str, Any] | None = None,
         progress: bool | None = None,
         stop_after_epoch: int | None = None,
     ) -> None:
-        if dataset not in DATASETS:
+        if run.dataset not in DATASETS:
             raise BenchError(
-                f"unknown crowd counting dataset {dataset!r} (known: {', '.join(DATASETS)})"
+                f"unknown crowd counting dataset {run.dataset!r} (known: {', '.join(DATASETS)})"
             )
-        part_dir = find_part(dataset, data_root)
-        self.protocol_name, hp, self.opts = resolve(options, part_dir)
-        self.splits = load_splits(dataset, data_root, self.opts)
-        self.spec = self.opts.density_spec(dataset)
-        stride = frontend_stride(ticket)
+        part_dir = find_part(run.dataset, run.data_root)
+        self.protocol_name, hp, self.opts = resolve(run.options, part_dir)
+        self.splits = load_splits(run.dataset, run.data_root, self.opts)
+        self.spec = self.opts.density_spec(run.dataset)
+        stride = frontend_stride(run.ticket)
         if self.opts.crop_size % stride:
             raise BenchError(
                 f"crop_size {self.opts.crop_size}: expected a multiple of the output stride "
@@ -169,8 +162,9 @@ class CrowdCell(Cell):
             )
         n_train = len(self.splits.train) * self.opts.crops_per_image
         spe = steps_per_epoch(n_train, hp.batch_size, dist_info().world_size)
-        super().__init__(ticket, dataset, replace(apply_length(hp, epochs, iters, spe), seed=seed))
-        self.iters, self.progress, self.stop_after_epoch = iters, progress, stop_after_epoch
+        hp = replace(apply_length(hp, run.epochs, run.iters, spe), seed=run.seed)
+        super().__init__(run.ticket, run.dataset, hp)
+        self.iters, self.progress, self.stop_after_epoch = run.iters, progress, stop_after_epoch
         self.entries: dict[str, list[CacheEntry]] = {}
 
     def identity(self) -> dict[str, Any]:
@@ -293,38 +287,6 @@ class CrowdCell(Cell):
         }
 
 
-def run_cell(
-    ticket: Ticket,
-    dataset: str,
-    *,
-    out_root: Path,
-    data_root: Path | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    epochs: int | None = None,
-    iters: int | None = None,
-    init: Init = SCRATCH,
-    mode: str = "new",
-    options: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    stop_after_epoch: int | None = None,
-) -> dict[str, Any]:
-    """Train and score one (ticket, dataset, seed) cell; returns its record (also written
-    under <out>/records/crowd_counting/<dataset>/). An interrupted run returns a status."""
-    cell = CrowdCell(
-        ticket,
-        dataset,
-        data_root=data_root,
-        seed=seed,
-        epochs=epochs,
-        iters=iters,
-        options=options,
-        progress=progress,
-        stop_after_epoch=stop_after_epoch,
-    )
-    return bench_run_cell(cell, out_root=out_root, device=device, mode=mode, init=init)
-
-
 # ---- the registered adapter ------------------------------------------------------------------
 @TASKS.register(TASK)
 class CrowdCounting(TransferTask):
@@ -345,16 +307,4 @@ class CrowdCounting(TransferTask):
         return None
 
     def run(self, run: TransferRun) -> dict[str, Any]:
-        return run_cell(
-            run.ticket,
-            run.dataset,
-            out_root=run.out_root,
-            data_root=run.data_root,
-            seed=run.seed,
-            device=run.device,
-            epochs=run.epochs,
-            iters=run.iters,
-            init=run.init,
-            mode=run.mode,
-            options=run.options,
-        )
+        return run_transfer(CrowdCell(run), run)

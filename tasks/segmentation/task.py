@@ -20,7 +20,7 @@ from typing import Any, ClassVar, get_origin
 import torch
 from torch import nn
 
-from bench.cell import Cell, CostSpec, Fitted, Scored, run_cell
+from bench.cell import Cell, CostSpec, Fitted, Scored, run_transfer
 from bench.engine.distributed import init_distributed
 from bench.engine.hparams import field_types, from_text
 from bench.engine.rundir import RunPlan
@@ -233,10 +233,4 @@ class SegmentationTask(TransferTask):
         return cityscapes_missing(DEFAULT_DATA_ROOT if data_root is None else Path(data_root))
 
     def run(self, run: TransferRun) -> dict[str, Any]:
-        return run_cell(
-            SegCell(run, self.hooks),
-            out_root=run.out_root,
-            device=run.device,
-            mode=run.mode,
-            init=run.init,
-        )
+        return run_transfer(SegCell(run, self.hooks), run)
