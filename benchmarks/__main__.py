@@ -1,9 +1,11 @@
 """python -m benchmarks [NAME ...] [--quick]: run the side-by-side benchmarks, write a report.
 
 Each benchmark times both sides of every ratio interleaved in this one process (warm-up,
-then at least 7 rounds by default) and reports the median and spread of the per-round
-ratio. The report (report.json and report.md, plus plots) goes to OUT/<UTC time>/; it is
-rewritten after each benchmark, so an interrupted run keeps what it measured.
+then 9 rounds by default, each side called back to back for at least --min-time per round)
+and reports the median and spread of the per-round ratio. The report (report.json and
+report.md, plus plots) goes to OUT/<UTC time>/; it is rewritten after each benchmark, so an
+interrupted run keeps what it measured. `python -m benchmarks compare A.json B.json` says
+whether two runs agree within their spreads (benchmarks.agreement).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.io import atomic_write_json, atomic_write_text
-from benchmarks.harness import Session, _duration, session_markdown
+from benchmarks.harness import Session, _duration, default_min_time, session_markdown
 
 # name -> module; run in this order. Only `seg` imports mmseg.
 BENCHMARKS = {
@@ -47,14 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=__doc__.split("\n")[0],
-        epilog="example: python -m benchmarks core density --quick",
+        epilog="example: python -m benchmarks core density --quick; "
+        "python -m benchmarks compare A/report.json B/report.json",
     )
     ap.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(BENCHMARKS)}")
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smallest sizes, 3 rounds (smoke run)")
     full = "the whole grid at full sizes (far over 10 minutes on 2 cores: a bigger machine)"
     size.add_argument("--full", action="store_true", help=full)
-    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7; quick 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 9; quick 3)")
+    ap.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        metavar="S",
+        help="least seconds each side runs per round (default 0.1; quick 0.02)",
+    )
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before timing")
     ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="report root")
     ap.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder")
@@ -71,6 +81,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise BenchError(f"--rounds {args.rounds}: expected at least 1")
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads {args.threads}: expected at least 1")
+    if args.min_time is not None and not 0 <= args.min_time < float("inf"):
+        raise BenchError(f"--min-time {args.min_time}: expected seconds, finite, at least 0")
     if args.warmup < 0:
         raise BenchError(f"--warmup {args.warmup}: expected at least 0")
     if args.out.exists() and not args.out.is_dir():
@@ -95,6 +107,22 @@ def run_one(name: str, s: Session) -> dict[str, Any]:
     return result
 
 
+BUSY_LOAD = 1.0  # load average at start from which other work is competing for the cores
+
+
+def busy_warning(m: dict[str, Any]) -> str:
+    """A warning when other processes were using the cores at start ("" when quiet)."""
+    load = m["load_average_start"][0]
+    if load < BUSY_LOAD:
+        return ""
+    return (
+        f"Busy machine: load average {load:.2f} at start on {m['cores_available']} cores; "
+        "other processes compete with the timed sides (with several torch threads, far "
+        "worse than with one), so these figures may not reproduce: rerun on a quiet machine "
+        "and check two runs with `python -m benchmarks compare A.json B.json`."
+    )
+
+
 def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]) -> str:
     """Write report.json and report.md into `out`; return the Markdown."""
     m = report["machine"]
@@ -106,9 +134,14 @@ def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]
         f"{m['threads']} threads; load average {m['load_average_start'][0]:.2f} at start, "
         f"{report['load_average_end'][0]:.2f} at end.\n\n"
         "Each figure is the median of per-round values (every side timed once per round, "
-        f"in shuffled order, after {report['warmup']} warm-up round(s)); 95% CI: the "
-        "distribution-free confidence interval of that median (with 7 rounds: min to max).\n"
+        f"in shuffled order, after {report['warmup']} warm-up round(s); within a round a "
+        f"side is called back to back until it has run at least {report['min_time_s']:g} s, "
+        "the same number of calls for every side of a case unless their speeds are far "
+        "apart: calls/round); 95% CI: the distribution-free confidence interval of that "
+        "median (with 7 or 8 rounds: min to max).\n"
     )
+    if warning := busy_warning(m):
+        head += f"\n**{warning}**\n"
     parts = [head]
     for name, res in report["benchmarks"].items():
         parts.append(session_markdown(name, res["doc"], res, sessions.get(name)))
@@ -119,6 +152,11 @@ def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["compare"]:
+        from benchmarks.agreement import main as compare
+
+        return compare(argv[1:])
     args = _parser().parse_args(argv)
     try:
         names = _check(args)
@@ -129,21 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    rounds = args.rounds or (3 if args.quick else 7)
+    rounds = args.rounds or (3 if args.quick else 9)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     mode = "quick" if args.quick else "full" if args.full else "default"
     out = args.out / (stamp + ("" if mode == "default" else f"-{mode}"))
     out.mkdir(parents=True, exist_ok=True)
+    min_time = default_min_time(mode) if args.min_time is None else args.min_time
     report: dict[str, Any] = {
         "started": stamp, "mode": mode, "rounds": rounds, "warmup": args.warmup,
-        "machine": machine(), "benchmarks": {},
+        "min_time_s": min_time, "machine": machine(), "benchmarks": {},
     }  # fmt: skip
+    if warning := busy_warning(report["machine"]):
+        print(f"benchmarks: warning: {warning}", file=sys.stderr, flush=True)
     t0, sessions = time.perf_counter(), {}
     try:
         for name in names:
             print(f"== {name}", flush=True)
             s = Session(name, mode=mode, rounds=rounds, warmup=args.warmup, out=out,
-                        data_root=args.data_root)  # fmt: skip
+                        data_root=args.data_root, min_time=min_time)  # fmt: skip
             sessions[name] = s
             res = run_one(name, s)
             report["benchmarks"][name] = {**res, **s.to_dict()}

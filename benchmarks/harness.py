@@ -2,9 +2,13 @@
 
 A comparison times every side once per round, in an order shuffled by a fixed seed, after
 warm-up rounds; a figure (e.g. "ticket is x times as fast as full") is computed from the
-times of one round, so drifts in machine load hit both sides of a ratio alike. Reported:
-the median of the per-round figures and the distribution-free ~95% confidence interval of
-that median (bench.cost_table's order-statistic rule; with 7 rounds, min to max).
+times of one round, so drifts in machine load hit both sides of a ratio alike. Within a
+round a side is called back to back often enough to run at least `min_time` (a count
+calibrated once after warm-up, the same for every side of a comparison where their speeds
+allow: repeat_counts), and its figure is the time per call. Reported: the median of the
+per-round figures and the distribution-free ~95% confidence interval of that median
+(bench.cost_table's order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds
+the extremes fall outside).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ __all__ = [
     "Stat",
     "Table",
     "Target",
+    "calibrate",
+    "default_min_time",
     "ratio",
+    "repeat_counts",
     "speed",
     "summarize",
     "time_rounds",
@@ -125,6 +132,16 @@ class Comparison:
     rounds: int
     warmup: int
     info: dict[str, Any] = field(default_factory=dict)
+    repeats: dict[str, int] = field(default_factory=dict)  # calls per side per round
+    min_time: float = 0.0  # seconds each side ran at least per round
+
+    @property
+    def calls(self) -> str:
+        """The calls per round: one count when every side has the same."""
+        counts = set(self.repeats.values())
+        if len(counts) == 1:
+            return str(counts.pop())
+        return ", ".join(f"{k} {n}" for k, n in self.repeats.items())
 
     def met(self, figure: str) -> bool | None:
         target = self.targets[figure]
@@ -135,6 +152,8 @@ class Comparison:
             "case": self.case,
             "rounds": self.rounds,
             "warmup": self.warmup,
+            "min_time_s": self.min_time,
+            "repeats": self.repeats,
             "info": self.info,
             "sides_s": {k: asdict(s) for k, s in self.sides.items()},
             "figures": {
@@ -175,25 +194,50 @@ def _timed(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
+def calibrate(fn: Callable[[], Any], min_time: float) -> float:
+    """Seconds per call of `fn`, from back-to-back calls (1, 2, 4, ...) until they have
+    lasted `min_time` / 2 (one call when it alone lasts that long)."""
+    number, total, calls = 1, 0.0, 0
+    while True:
+        total += _timed(fn, number) * number
+        calls += number
+        if total >= min_time / 2:
+            return total / calls
+        number *= 2
+
+
+def repeat_counts(per_call: Times, min_time: float) -> dict[str, int]:
+    """Calls per round of each side so that each runs at least `min_time`: the same count
+    for every side (the fastest side's), so cold-start costs weigh alike on both sides of a
+    ratio, unless that makes some side's round last over PAIR_LIMIT x min_time and over
+    one of its calls (sides far apart in speed); then each side its own count."""
+    own = {k: max(1, math.ceil(min_time / max(t, 1e-9))) for k, t in per_call.items()}
+    common = max(own.values())
+    if all(common * t <= max(PAIR_LIMIT * min_time, t) for t in per_call.values()):
+        return dict.fromkeys(per_call, common)
+    return own
+
+
+PAIR_LIMIT = 4.0  # see repeat_counts
+
+
 def time_rounds(
     sides: Mapping[str, Callable[[], Any]],
     rounds: int,
     warmup: int,
     *,
-    min_time: float = 0.05,
+    min_time: float = 0.1,
     seed: int = 0,
     desc: str = "",
-) -> list[dict[str, float]]:
-    """Per-round seconds per call of each side: `warmup` untimed rounds, then `rounds`
-    timed ones, each side once per round in a shuffled order. A side faster than
-    `min_time` is called back to back often enough to last that long (timer and
-    scheduler noise then weigh less); the last warm-up call (or, without warm-up, one
-    more call) sets how often."""
+) -> tuple[list[dict[str, float]], dict[str, int]]:
+    """Per-round seconds per call of each side, and the calls per round (repeat_counts):
+    `warmup` untimed rounds, a calibration of each side (calibrate; a warm-up call may
+    still pay one-off costs), then `rounds` timed ones, every side in a shuffled order."""
     rng, keys = random.Random(seed), list(sides)
-    last: dict[str, float] = {}
-    for _ in range(max(warmup, 1)):
-        last = {k: _timed(sides[k], 1) for k in keys}
-    number = {k: max(1, math.ceil(min_time / max(t, 1e-9))) for k, t in last.items()}
+    for _ in range(warmup):
+        for k in keys:
+            _timed(sides[k], 1)
+    number = repeat_counts({k: calibrate(sides[k], min_time) for k in keys}, min_time)
     out: list[dict[str, float]] = []
     bar = tqdm(total=rounds, desc=desc, unit="round", file=sys.stderr, leave=False,
                disable=not sys.stderr.isatty())  # fmt: skip
@@ -203,11 +247,12 @@ def time_rounds(
             gc.collect()
             out.append({k: _timed(sides[k], number[k]) for k in keys})
             bar.update()
-    return out
+    return out, number
 
 
 def summarize(case: str, per_round: Sequence[Times], metrics: Sequence[Metric], *,
-              warmup: int = 0) -> Comparison:  # fmt: skip
+              warmup: int = 0, repeats: Mapping[str, int] | None = None,
+              min_time: float = 0.0) -> Comparison:  # fmt: skip
     """Each side's and each metric's median and CI over rounds; a metric is computed
     within each round (paired), never from the sides' medians."""
     return Comparison(
@@ -217,6 +262,8 @@ def summarize(case: str, per_round: Sequence[Times], metrics: Sequence[Metric], 
         targets={m.name: m.target for m in metrics},
         rounds=len(per_round),
         warmup=warmup,
+        repeats=dict(repeats or {}),
+        min_time=min_time,
     )
 
 
@@ -224,6 +271,11 @@ def _fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
     return "-" if v is None else str(v)
+
+
+def default_min_time(mode: str) -> float:
+    """Each side's least time per round (seconds): 100 ms, 20 ms for a quick run."""
+    return 0.02 if mode == "quick" else 0.1
 
 
 class Session:
@@ -239,10 +291,12 @@ class Session:
         out: Path,
         data_root: Path | None = None,
         echo: Callable[[str], None] = print,
+        min_time: float | None = None,
     ) -> None:
         self.name, self.mode, self.rounds, self.warmup = name, mode, rounds, warmup
         self.out, self.data_root, self.echo = out, data_root, echo
-        self.min_time = 0.01 if self.quick else 0.05  # see time_rounds
+        # Each side's least time per round (time_rounds); None: the mode's default.
+        self.min_time = default_min_time(mode) if min_time is None else min_time
         self.comparisons: list[Comparison] = []
         self.tables: list[Table] = []
         self.notes: list[str] = []
@@ -268,17 +322,19 @@ class Session:
     ) -> Comparison:
         """Time `sides` interleaved and record each metric's median and spread."""
         n, t0 = rounds or self.rounds, time.perf_counter()
-        per_round = time_rounds(
+        per_round, repeats = time_rounds(
             sides, n, self.warmup, min_time=self.min_time, desc=f"{self.name}: {case}"
         )
-        comp = summarize(case, per_round, metrics, warmup=self.warmup)
+        comp = summarize(case, per_round, metrics, warmup=self.warmup, repeats=repeats,
+                         min_time=self.min_time)  # fmt: skip
         comp.info = {**(info or {}), "timing_s": round(time.perf_counter() - t0, 2)}
         self.comparisons.append(comp)
         for name, stat in comp.figures.items():
             met = comp.met(name)
             flag = "" if met is None else ("  ok" if met else "  MISSED")
             target = _text(comp.targets[name])
-            self.echo(f"  {case}: {name} {stat}" + (f" (target {target}){flag}" if target else ""))
+            line = f"  {case}: {name} {stat}" + (f" (target {target}){flag}" if target else "")
+            self.echo(f"{line}  [{comp.calls} calls/round]")
         return comp
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -309,19 +365,20 @@ def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
 
 
 def figure_rows(comparisons: Sequence[Comparison]) -> list[list[Any]]:
-    """One row per figure: case, figure, median, CI, rounds, target, met."""
+    """One row per figure: case, figure, median, CI, rounds, calls per round, target, met."""
     rows = []
     for c in comparisons:
         for name, s in c.figures.items():
             met = c.met(name)
             rows.append([
-                c.case, name, f"{s.median:.3f}", s.interval, s.n,
+                c.case, name, f"{s.median:.3f}", s.interval, s.n, c.calls,
                 _text(c.targets[name]) or "", "" if met is None else ("yes" if met else "**no**"),
             ])  # fmt: skip
     return rows
 
 
-FIGURE_COLUMNS = ["case", "figure", "median", "95% CI", "rounds", "target", "met"]
+FIGURE_COLUMNS = ["case", "figure", "median", "95% CI", "rounds", "calls/round", "target",
+                  "met"]  # fmt: skip
 
 
 def session_markdown(name: str, doc: str, result: Mapping[str, Any], s: Session | None) -> str:

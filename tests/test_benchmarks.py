@@ -5,13 +5,14 @@ the report a quick run writes. The benchmarks' speed-ups are tested where they l
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import main
-from benchmarks.harness import Stat, Target, ratio, summarize, time_rounds
+from benchmarks.__main__ import busy_warning, main
+from benchmarks.harness import Stat, Target, ratio, repeat_counts, summarize, time_rounds
 
 
 def test_stat_is_the_median_and_its_distribution_free_ci() -> None:
@@ -40,26 +41,54 @@ def test_figures_are_paired_within_rounds() -> None:
 def test_sides_are_interleaved_in_shuffled_rounds() -> None:
     calls: list[str] = []
     sides = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    out = time_rounds(sides, rounds=6, warmup=2, min_time=0.0)
-    assert len(out) == 6 and all(set(r) == set("abc") and min(r.values()) >= 0 for r in out)
-    # 2 warm-up rounds, then one call per side per round.
-    assert Counter(calls) == {"a": 8, "b": 8, "c": 8}
-    orders = {"".join(calls[i : i + 3]) for i in range(6, 24, 3)}
+    out, repeats = time_rounds(sides, rounds=6, warmup=2, min_time=0.0)
+    assert repeats == {"a": 1, "b": 1, "c": 1} and len(out) == 6
+    assert all(set(r) == set("abc") and min(r.values()) >= 0 for r in out)
+    # 2 warm-up rounds, one calibration call each (min_time 0), then one call per round.
+    assert Counter(calls) == {"a": 9, "b": 9, "c": 9}
+    orders = {"".join(calls[i : i + 3]) for i in range(9, 27, 3)}
     assert all(sorted(o) == ["a", "b", "c"] for o in orders) and len(orders) > 1
 
 
-def test_fast_sides_are_repeated_to_last_min_time() -> None:
+def test_repeat_counts_are_shared_unless_sides_are_far_apart() -> None:
+    # 50 ms: the 1 ms side needs 50 calls; 50 calls of 2 ms or 3.9 ms last <= 4 x 50 ms.
+    assert repeat_counts({"a": 0.001, "b": 0.002, "c": 0.0039}, 0.05) == dict.fromkeys("abc", 50)
+    # Sides slower than min_time: one call each.
+    assert repeat_counts({"a": 0.2, "b": 1.5}, 0.05) == {"a": 1, "b": 1}
+    # 50 calls of 5 ms = 250 ms > 200 ms: each side its own count (ceil(50 / 5) = 10).
+    assert repeat_counts({"a": 0.001, "b": 0.005}, 0.05) == {"a": 50, "b": 10}
+    # 50 calls of a 1 s side: far over one call and 4 x min_time.
+    assert repeat_counts({"a": 0.001, "b": 1.0}, 0.05) == {"a": 50, "b": 1}
+
+
+def test_fast_sides_are_repeated_alike_to_last_min_time() -> None:
     calls = Counter()
-    sides = {"fast": lambda: calls.update(["fast"])}
-    time_rounds(sides, rounds=2, warmup=0, min_time=0.01)
-    assert calls["fast"] > 3  # one timed call, then each round calls it back to back
+    sides = {k: (lambda k=k, t=t: (calls.update([k]), time.sleep(t))) for k, t in
+             (("fast", 0.001), ("slower", 0.002))}  # fmt: skip
+    out, repeats = time_rounds(sides, rounds=2, warmup=1, min_time=0.02)
+    n = repeats["fast"]
+    # Calibrated after warm-up: the same count for both sides, long enough for "fast".
+    assert repeats == {"fast": n, "slower": n} and 3 < n <= 20
+    assert all(min(r.values()) >= 0.001 for r in out)  # seconds per call, not per round
+    assert min(calls.values()) > 2 * n  # 2 rounds of n calls, after warm-up and calibration
 
 
-def test_unknown_benchmark_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
-    assert main(["core", "nosuch", "--out", str(tmp_path / "r")]) == 2
+@pytest.mark.parametrize("argv, says", [
+    (["core", "nosuch"], "'nosuch'"),
+    (["core", "--min-time", "-0.1"], "--min-time -0.1"),
+    (["core", "--min-time", "inf"], "--min-time inf"),
+])  # fmt: skip
+def test_bad_arguments_are_refused_in_one_line(tmp_path: Path, capsys, argv, says) -> None:
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "'nosuch'" in err and "Traceback" not in err
+    assert err.count("\n") == 0 and says in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_a_busy_machine_is_said_in_the_report() -> None:
+    assert busy_warning({"load_average_start": [0.4, 2.0, 2.0], "cores_available": 2}) == ""
+    warning = busy_warning({"load_average_start": [1.5, 0.1, 0.1], "cores_available": 2})
+    assert warning.startswith("Busy machine: load average 1.50 at start on 2 cores;")
 
 
 def _report(out: Path) -> tuple[dict, str, Path]:
@@ -79,14 +108,25 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
         assert res["status"] == "ok" and res["comparisons"] and res["wall_s"] > 0
         for comp in res["comparisons"]:
             assert comp["rounds"] == 3 and len(comp["sides_s"]) >= 2
+            assert comp["min_time_s"] == 0.02 and set(comp["repeats"]) == set(comp["sides_s"])
+            assert all(isinstance(n, int) and n >= 1 for n in comp["repeats"].values())
             for fig in comp["figures"].values():
                 assert {"median", "lo", "hi", "n", "target", "met"} <= set(fig)
     density = report["benchmarks"]["density"]["comparisons"][0]
     assert density["info"]["max_abs_diff_rel"] < 1e-6  # equal output, checked
-    assert "| case | figure | median | 95% CI |" in md and m["cpu_model"] in md
+    assert "| case | figure | median | 95% CI | rounds | calls/round |" in md
+    assert m["cpu_model"] in md and "at least 0.02 s" in md and report["min_time_s"] == 0.02
+    # Batch-1 inference of the four core networks: one count for all (speeds within 4x).
+    core = report["benchmarks"]["core"]["comparisons"][0]
+    assert len(set(core["repeats"].values())) == 1
     assert "Part B, 20 heads" in md and "overhead removed" in md
     assert (run / "density_growth.png").is_file()
     assert "report: " in capsys.readouterr().out
+    # The report read back by compare: every figure shared, none with a CI in 3 rounds.
+    n = sum(len(c["figures"]) for r in report["benchmarks"].values() for c in r["comparisons"])
+    assert main(["compare", str(run / "report.json"), str(run / "report.json")]) == 0
+    tally = f"agree: 0 of {n} ({n} without a CI); one way only: 0; only in A: 0, only in B: 0"
+    assert tally in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -99,3 +139,62 @@ def test_every_benchmark_runs_quick(tmp_path: Path, search_fmnist_root: Path) ->
     for name in ("search_growth.png", "density_growth.png"):
         assert (run / name).is_file()
     assert "Evaluations to reach the true top 1%" in md
+
+
+def _fig(median: float, lo: float | None, hi: float | None, n: int = 9) -> dict:
+    return {"median": median, "lo": lo, "hi": hi, "n": n, "target": None, "met": None}
+
+
+def _write(path: Path, benchmarks: dict) -> Path:
+    path.write_text(json.dumps({"started": "t", "mode": "default", "rounds": 9,
+                                "benchmarks": benchmarks}))  # fmt: skip
+    return path
+
+
+def test_compare_says_which_figures_agree(tmp_path: Path, capsys) -> None:
+    a = _write(tmp_path / "a.json", {
+        "core": {"comparisons": [{"case": "c1", "figures": {
+            "x": _fig(1.00, 0.95, 1.05), "y": _fig(2.0, 1.9, 2.1), "w": _fig(3.0, 2.0, 4.0),
+            "only A": _fig(1.0, 0.5, 1.5)}}]},
+        "density": {"comparisons": [{"case": "d1", "figures": {"z": _fig(100.0, 90.0, 110.0)}}]},
+    })  # fmt: skip
+    b = _write(tmp_path / "b.json", {
+        "core": {"comparisons": [{"case": "c1", "figures": {
+            "x": _fig(1.04, 1.00, 1.10), "y": _fig(2.2, 2.15, 2.3),
+            "w": _fig(3.1, None, None, 3)}}]},
+        "density": {"comparisons": [{"case": "d1", "figures": {"z": _fig(105.0, 104.0, 106.0)}}]},
+    })  # fmt: skip
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    cells = [[c.strip() for c in line.strip(" |").split("|")] for line in out.splitlines()
+             if line.startswith(("| core", "| density"))]  # fmt: skip
+    rows = {c[2]: c[5:] for c in cells}
+    # x: 1.00 in [1.00, 1.10] (bound included), 1.04 in [0.95, 1.05]: agree.
+    assert rows["x"] == ["yes", "yes", "yes"]
+    # y: 2.0 not in [2.15, 2.3], 2.2 not in [1.9, 2.1].
+    assert rows["y"] == ["no", "no", "**no**"]
+    # z: 100 not in [104, 106]; 105 in [90, 110]: one way only, no agreement.
+    assert rows["z"] == ["no", "yes", "**no**"]
+    # w: B ran 3 rounds, no CI: A's median cannot be placed; 3.1 in [2, 4].
+    assert rows["w"] == ["n/a", "yes", "**no**"]
+    assert "agree: 1 of 4 (1 without a CI); one way only: 2; only in A: 1, only in B: 0" in out
+    assert "1.000 [0.950 to 1.050]" in out and "3.100 [n/a (3 rounds)]" in out
+
+
+@pytest.mark.parametrize("text, says", [
+    (None, "cannot read"),
+    ("{not json", "not JSON"),
+    ('{"runs": []}', "'benchmarks' object"),
+    ('{"benchmarks": {"core": {"comparisons": [{"case": "c", "figures": {"x": {"median": 1}}}]}}}',
+     "benchmarks.core.comparisons[0]"),
+])  # fmt: skip
+def test_compare_refuses_a_bad_report_in_one_line(tmp_path: Path, capsys, text, says) -> None:
+    good = _write(tmp_path / "good.json", {})
+    bad = tmp_path / "bad.json"
+    if text is not None:
+        bad.write_text(text)
+    assert main(["compare", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and says in err and "Traceback" not in err
+    assert captured.out == ""

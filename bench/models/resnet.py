@@ -250,7 +250,7 @@ class SlotResNet(nn.Module):
 
     It speaks timm's language where the two overlap: `feature_info` (a list of dicts
     num_chs / reduction / module: the stem's activation, then every stage),
-    `forward_intermediates` with timm's signature and `set_grad_checkpointing`.
+    `forward_intermediates` with timm's signature, `forward_head` and `set_grad_checkpointing`.
     """
 
     def __init__(
@@ -470,11 +470,19 @@ class SlotResNet(nn.Module):
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's `forward_head`: global average pool and flatten the final feature map,
+        then the classifier (skipped with `pre_logits`)."""
+        if self.num_classes <= 0:
+            raise RuntimeError("headless backbone: call forward_features")
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.num_classes <= 0:
             raise RuntimeError("headless backbone: call forward_features")
         *_, x = self._stages(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.forward_head(x)
 
 
 def checkpointed(block: SlotBlock, x: torch.Tensor, state: dict) -> torch.Tensor:

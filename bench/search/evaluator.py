@@ -417,7 +417,7 @@ class SupernetScorer:
             h = blocks[j](h, state)
             if j + 1 in self._cuts:
                 cache.put((j + 1, mask[: j + 1], span), h)
-        return net.fc(torch.flatten(net.avgpool(h), 1))
+        return net.forward_head(h)
 
     def _resume(self, mask: Mask, span: tuple[int, int]) -> tuple[int, torch.Tensor | None]:
         """(block index, its cached input) of the deepest cached point of `mask`'s prefix;
