@@ -189,9 +189,8 @@ _RECORD_FIELDS = (
 )  # fmt: skip
 
 
-def cell_setting(cell: Cell | type[Cell], **given: Any) -> dict[str, Any]:
-    """What `cell` fixes of its record; `given` supplies or replaces fields (a Cell class
-    lacks the ticket, dataset and seed of an instance)."""
+def cell_setting(cell: Cell, **given: Any) -> dict[str, Any]:
+    """What `cell` fixes of its record, with the fields in `given` replaced."""
     return {k: given[k] if k in given else getattr(cell, k) for k in _RECORD_FIELDS}
 
 

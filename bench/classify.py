@@ -175,34 +175,22 @@ def train_cell(
 
 
 def eval_checkpoint(
-    ticket: Ticket,
-    checkpoint: Path,
-    dataset: str,
-    split: str,
-    *,
-    out_root: Path,
-    data: DataOptions = DataOptions(),
-    device: str = "cpu",
-    batch_size: int = 256,
-    seed: int = 0,
+    cell: ClassificationCell, checkpoint: Path, split: str, *, out_root: Path, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Score a checkpoint of the ticket network on one split; write and return a record of
-    its own (named by the checkpoint's checksum: never over the training run's record).
-    A checkpoint whose classifier does not fit the dataset is refused, never re-initialised."""
+    """Score a checkpoint of the cell's ticket network on one split of the cell's data (batch
+    hp.eval_batch_size); write and return a record of its own (named by the checkpoint's
+    checksum: never over the training run's record). A checkpoint whose classifier does not
+    fit the dataset is refused, never re-initialised."""
     if split not in ("heldout", "test"):
         raise BenchError(f"--split {split!r}: expected heldout or test")
-    check_ticket(checkpoint, ticket)  # the file first: cheaper than reading the dataset
+    check_ticket(checkpoint, cell.ticket)
     state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
-    splits = data.load(dataset)
-    model = build_ticket_model(ticket, num_classes=splits.num_classes)
+    model = cell.cost_model(cell.ticket)
     load_state(model, state, str(checkpoint), head=True)  # the head is scored: it must fit
-    m = evaluate(model, getattr(splits, split), device, batch_size)
-    c, h, w = splits.input_size
-    # A classification cell's setting, scored on `split` with no selection.
-    scored = {"eval_split": split, "select_split": None}
-    setting = cell_setting(ClassificationCell, ticket=ticket, dataset=dataset, seed=seed, **scored)
+    m = evaluate(model, getattr(cell.splits, split), device, cell.hp.eval_batch_size)
+    c, h, w = cell.splits.input_size
     record = make_record(
-        **setting,
+        **cell_setting(cell, eval_split=split, select_split=None),  # scored, not selected
         value=m["top1"],
         run_dir=checkpoint.parent,
         extras={"top5": m["top5"], "loss": m["loss"], "n": m["n"], "checkpoint": str(checkpoint)},
@@ -210,7 +198,7 @@ def eval_checkpoint(
         cost=measure_cost(model, (1, c, h, w), device=device, latency=False),
         protocol={
             "eval_mode": "single crop, eval transforms",
-            "split": {k: v for k, v in splits.info.items() if k != "root"},
+            "split": {k: v for k, v in cell.splits.info.items() if k != "root"},
         },
         evaluates=file_sha256(checkpoint, 16),
     )

@@ -27,20 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cliargs.check_device(args.device)
-    from bench.classify import eval_checkpoint
+    from bench.classify import ClassificationCell, eval_checkpoint
     from bench.commands.ticket import ticket_for
+    from bench.engine import TrainHParams
+    from bench.pretrained import check_ticket
 
-    ticket = ticket_for(args, args.seeds[0])
-    rec = eval_checkpoint(
-        ticket,
-        args.checkpoint,
-        args.dataset,
-        args.split,
-        out_root=args.out,
-        data=data_options(args),
-        device=args.device,
-        seed=args.seeds[0],
-    )
+    seed = args.seeds[0]
+    ticket = ticket_for(args, seed)
+    check_ticket(args.checkpoint, ticket)  # the file first: cheaper than reading the dataset
+    cell = ClassificationCell(ticket, args.dataset, TrainHParams(seed=seed), data_options(args))
+    rec = eval_checkpoint(cell, args.checkpoint, args.split, out_root=args.out, device=args.device)
     x = rec["result"]["extras"]
     top5 = "" if x["top5"] is None else f"  top5 {x['top5']:.2f}"
     print(
