@@ -3,9 +3,11 @@
 
 A step is what the engine does per batch: forward, cross-entropy, backward, SGD step
 (bench.engine.schedule.build_optimizer with the short preset's settings). (f) uses the
-embedded default's training: Fashion-MNIST with its train transforms, the short preset's
-batch size and DataLoader workers, resnet20-se; the in-memory side trains on batches the
-same loader produced before timing.
+embedded default's training: Fashion-MNIST with its train transforms, the default batch
+size and DataLoader workers, resnet20-se, and the engine's own training loader
+(bench.engine.loop.training_data: augmenting whole batches, see
+tasks.classification.batch_augment); the in-memory side trains on batches the same loader
+produced before timing.
 """
 
 from __future__ import annotations
@@ -67,19 +69,19 @@ def versus_timm(s: Session, batch: int, side: int) -> None:
 
 
 def loader_cost(s: Session, steps: int, model_name: str) -> None:
+    from bench.engine.distributed import DistInfo
+    from bench.engine.loop import training_data
     from tasks.classification.datasets import load_splits
 
     hp = TrainHParams()
     splits = load_splits("fashion-mnist", s.data_root)
-    loader = DataLoader(splits.train, batch_size=hp.batch_size, shuffle=True,
-                        num_workers=hp.num_workers, drop_last=True,
-                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    # The engine's own training loader (sampler, batch sampler, seeded samples, workers).
+    loader = training_data(splits.train, hp, DistInfo(0, 1, 0), cuda=False)["loader"]
     batches = _forever(loader)
     in_memory = [next(batches) for _ in range(steps)]
     torch.manual_seed(0)
-    net = build_model(model_name, num_classes=splits.num_classes)
-    trainers = {"loader": Trainer(net, hp), "memory": Trainer(build_model(model_name,
-                num_classes=splits.num_classes), hp)}  # fmt: skip
+    trainers = {side: Trainer(build_model(model_name, num_classes=splits.num_classes), hp)
+                for side in ("loader", "memory")}  # fmt: skip
 
     def with_loader() -> None:
         for _ in range(steps):
@@ -94,6 +96,7 @@ def loader_cost(s: Session, steps: int, model_name: str) -> None:
         f"{hp.num_workers} loader workers",
         {"loader": with_loader, "memory": from_memory},
         [ratio("with loader / in memory", "loader", "memory", Target(lo=0.95))],
+        info={"augmentation": "per batch" if splits.train.plan is not None else "per image"},
     )
 
 

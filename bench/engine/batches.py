@@ -4,9 +4,13 @@
 epoch, cut into batches, from batch `start` on, so a run resumed mid-epoch skips what it
 trained by index, without loading a sample. With DataLoader workers, each index comes
 with a seed that is a pure function of (epoch key, index) and `SeededSamples` seeds every
-global RNG of the worker with it before reading the sample: the augmentation of a sample
+global CPU RNG of the worker with it before reading the sample: the augmentation of a sample
 then depends on neither the worker nor the batches before it, so no worker state needs
 checkpointing.
+
+A dataset may read a whole batch at once: `__getitems__(indices)` (torch's DataLoader calls
+it) and, for `SeededSamples`, `load_batch(indices, reseed)`, which must return what
+`[dataset[i] for i in indices]` would, calling `reseed(k)` before sample k draws anything.
 """
 
 from __future__ import annotations
@@ -41,10 +45,25 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         seed, index = key
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        _seed_all(seed)
         return self.base[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """A batch: one `load_batch` call when the base has it, each sample still drawn
+        with its own seed."""
+        load = getattr(self.base, "load_batch", None)
+        if load is None:
+            return [self[key] for key in keys]
+        return load([index for _, index in keys], lambda k: _seed_all(keys[k][0]))
+
+
+def _seed_all(seed: int) -> None:
+    """Seed every global RNG a transform in a worker draws from: python's, numpy's, torch's
+    CPU generator (the same stream as torch.manual_seed, without its ~0.1 ms of lazy
+    accelerator seeding per call, which a CPU worker never uses)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
 
 
 class EpochBatches:

@@ -67,7 +67,15 @@ from bench.errors import BenchError
 from bench.faults import kill_point
 from bench.io import append_jsonl, atomic_write_text
 
-__all__ = ["Diverged", "Objective", "epoch_seed", "evaluate", "evaluate_sums", "train"]
+__all__ = [
+    "Diverged",
+    "Objective",
+    "epoch_seed",
+    "evaluate",
+    "evaluate_sums",
+    "train",
+    "training_data",
+]
 
 Log = Callable[[str], None]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -287,8 +295,14 @@ class _Progress:
     lr: float = 0.0
 
 
-def _data(train_set: Dataset, hp: TrainHParams, info: DistInfo, cuda: bool) -> dict[str, Any]:
-    """The sampler, batches and loader: data order a pure function of (seed, epoch)."""
+def training_data(
+    train_set: Dataset, hp: TrainHParams, info: DistInfo, cuda: bool
+) -> dict[str, Any]:
+    """The sampler, batches and loader: data order a pure function of (seed, epoch).
+
+    A dataset with `__getitems__` / `load_batch` reads each batch at once (see
+    bench.engine.batches); the loader is the same either way.
+    """
     per_rank_batch = hp.batch_size // info.world_size
     sampler = DistributedSampler(
         train_set,
@@ -333,7 +347,7 @@ def _setup(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    data = _data(train_set, hp, info, cuda)
+    data = training_data(train_set, hp, info, cuda)
     optimizer = build_optimizer(model, hp)
     return {
         **data,

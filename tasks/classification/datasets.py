@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision.datasets.folder import default_loader, is_image_file
@@ -33,6 +34,7 @@ from bench.fingerprint import text_sha256
 from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
 from bench.registry import Registry
 from tasks.classification import transforms as tfm
+from tasks.classification.batch_augment import BatchPlan
 
 __all__ = [
     "DATASETS",
@@ -176,12 +178,22 @@ class SplitView(Dataset):
 
     Train and held-out share one reader (one copy of CIFAR in memory, one scan of an
     ImageNet tree) yet need different transforms, hence the view instead of two readers.
+    `pixels`, the reader's images as one (N, C, H, W) uint8 tensor (in-memory datasets
+    only), lets a DataLoader batch be transformed at once (`load_batch`).
     """
 
-    def __init__(self, base: Any, indices: np.ndarray, transform: Transform | None) -> None:
+    def __init__(
+        self,
+        base: Any,
+        indices: np.ndarray,
+        transform: Transform | None,
+        pixels: torch.Tensor | None = None,
+    ) -> None:
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
+        self.pixels = pixels
+        self.plan = BatchPlan.of(transform) if pixels is not None else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -189,6 +201,31 @@ class SplitView(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int]:
         image, target = self.base[int(self.indices[i])]
         return (self.transform(image) if self.transform else image), int(target)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, int]]:
+        """What a DataLoader batch reads (see load_batch)."""
+        return self.load_batch(indices)
+
+    def load_batch(
+        self, indices: Sequence[int], reseed: Callable[[int], None] | None = None
+    ) -> list[tuple[Any, int]]:
+        """`[self[i] for i in indices]`, equal tensors for the same RNG state, transformed as
+        one batch when the transform allows; `reseed(k)` runs before sample k draws."""
+        if self.plan is None or not indices:
+            samples = []
+            for k, i in enumerate(indices):
+                if reseed is not None:
+                    reseed(k)
+                samples.append(self[i])
+            return samples
+        at = np.asarray(indices, dtype=np.int64)
+        rows = self.indices[at]
+        if self.plan.per_image or self.pixels is None:
+            images = self.plan.images([self.base[int(r)][0] for r in rows])
+        else:
+            images = self.pixels[torch.from_numpy(rows)]
+        x = self.plan(images, reseed)
+        return [(x[k], int(t)) for k, t in enumerate(self.targets[at])]
 
     @cached_property
     def targets(self) -> np.ndarray:
@@ -241,6 +278,11 @@ class ClassificationDataset(ABC):
     @abstractmethod
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         """(train transform, eval transform, input size as C, H, W)."""
+
+    def pixels(self, reader: Any) -> torch.Tensor | None:
+        """The reader's images as one (N, C, H, W) uint8 tensor (a view, no copy) when it
+        holds them in memory and `reader[i]` is exactly image i of it; else None."""
+        return None
 
     @classmethod
     def describe(cls) -> str:
@@ -412,23 +454,36 @@ class _CIFAR(ClassificationDataset):
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         return tfm.cifar_transforms(self.mean, self.std, image_size)
 
-
-@register_dataset
-class CIFAR10(_CIFAR):
-    name = "cifar10"
-    reader = _CIFAR10Reader
-    num_classes = 10
-    mean, std = tfm.CIFAR10_MEAN, tfm.CIFAR10_STD
-    layout_files = "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
+    def pixels(self, reader: Any) -> torch.Tensor:
+        return torch.from_numpy(reader.data).permute(0, 3, 1, 2)  # HWC rows
 
 
-@register_dataset
-class CIFAR100(_CIFAR):
-    name = "cifar100"
-    reader = _CIFAR100Reader
-    num_classes = 100
-    mean, std = tfm.CIFAR100_MEAN, tfm.CIFAR100_STD
-    layout_files = "cifar-100-python/{train,test,meta}"
+def _cifar(
+    cls_name: str,
+    name: str,
+    reader: type[_SafeCIFAR],
+    num_classes: int,
+    stats: tuple[tuple[float, float, float], tuple[float, float, float]],
+    files: str,
+) -> type[_CIFAR]:
+    """Register one CIFAR: its reader, class count, (mean, std) and batch files."""
+    attrs = {
+        "__module__": __name__,
+        "__qualname__": cls_name,
+        "name": name,
+        "reader": reader,
+        "num_classes": num_classes,
+        "mean": stats[0],
+        "std": stats[1],
+        "layout_files": f"{reader.base_folder}/{files}",
+    }
+    return register_dataset(type(cls_name, (_CIFAR,), attrs))
+
+
+CIFAR10 = _cifar("CIFAR10", "cifar10", _CIFAR10Reader, 10, (tfm.CIFAR10_MEAN, tfm.CIFAR10_STD),
+                 "{data_batch_1..5,test_batch,batches.meta}")  # fmt: skip
+CIFAR100 = _cifar("CIFAR100", "cifar100", _CIFAR100Reader, 100,
+                  (tfm.CIFAR100_MEAN, tfm.CIFAR100_STD), "{train,test,meta}")  # fmt: skip
 
 
 # --- ImageNet ------------------------------------------------------------------------------
@@ -568,6 +623,9 @@ class FashionMNIST(ClassificationDataset):
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         return tfm.fashion_mnist_transforms(image_size)
 
+    def pixels(self, reader: Any) -> torch.Tensor:
+        return reader.data.unsqueeze(1)  # grey (N, 28, 28), as PIL mode L reads it
+
 
 def _fashion_raw(root: Path) -> bool:
     """True when torchvision's FashionMNIST reader finds its uncompressed files under root.
@@ -700,10 +758,11 @@ def load_splits(
         "heldout_clamped": heldout is None and len(held) < _requested(rule, targets),
         "heldout_sha256": heldout_digest(held),
     }
+    pixels, test_pixels = spec.pixels(source.train), spec.pixels(source.test)
     return Splits(
-        train=SplitView(source.train, keep, train_tf),
-        heldout=SplitView(source.train, held, eval_tf),
-        test=SplitView(source.test, np.arange(len(source.test)), eval_tf),
+        train=SplitView(source.train, keep, train_tf, pixels),
+        heldout=SplitView(source.train, held, eval_tf, pixels),
+        test=SplitView(source.test, np.arange(len(source.test)), eval_tf, test_pixels),
         num_classes=len(source.classes),
         input_size=(int(input_size[0]), int(input_size[1]), int(input_size[2])),
         classes=source.classes,

@@ -38,10 +38,10 @@ IMAGENET_SIZE = 224
 
 
 class GreyToRGB:
-    """A (1, H, W) tensor seen as (3, H, W) (a view; batching copies it)."""
+    """A (1, H, W) image or (N, 1, H, W) batch seen as 3 channels (a view; collating copies it)."""
 
     def __call__(self, x: Any) -> Any:
-        return x.expand(3, -1, -1)
+        return x.expand(*x.shape[:-3], 3, -1, -1)
 
     def __repr__(self) -> str:
         return "GreyToRGB()"
