@@ -24,6 +24,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.io import atomic_write_json, atomic_write_text
 from benchmarks.harness import Session, _duration, default_min_time, session_markdown
+from benchmarks.processes import child_argv, pool_sessions, run_children, split_rounds
 
 # name -> module; run in this order. Only `seg` imports mmseg.
 BENCHMARKS = {
@@ -42,7 +43,28 @@ def machine() -> dict[str, Any]:
     env = environment()
     env["cores_available"] = len(os.sched_getaffinity(0))
     env["load_average_start"] = list(os.getloadavg())
+    env["busy_cores_start"] = busy_cores()
     return env
+
+
+def busy_cores(seconds: float = 0.5) -> float | None:
+    """How many cores other processes kept busy over the last `seconds` (/proc/stat; None
+    elsewhere). Unlike the load average it does not still count a run that just ended."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 == total0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         help="least seconds each side runs per round (default 0.1; quick 0.02)",
     )
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before timing")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="run the rounds in N processes one after another and pool them, so the spread "
+        "holds what differs between runs (default 3; quick 1)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="report root")
     ap.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -83,6 +112,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise BenchError(f"--threads {args.threads}: expected at least 1")
     if args.min_time is not None and not 0 <= args.min_time < float("inf"):
         raise BenchError(f"--min-time {args.min_time}: expected seconds, finite, at least 0")
+    if args.processes is not None and args.processes < 1:
+        raise BenchError(f"--processes {args.processes}: expected at least 1")
     if args.warmup < 0:
         raise BenchError(f"--warmup {args.warmup}: expected at least 0")
     if args.out.exists() and not args.out.is_dir():
@@ -107,19 +138,41 @@ def run_one(name: str, s: Session) -> dict[str, Any]:
     return result
 
 
-BUSY_LOAD = 1.0  # load average at start from which other work is competing for the cores
+BUSY_CORES = 0.5  # cores kept busy by other work at start from which it competes
 
 
 def busy_warning(m: dict[str, Any]) -> str:
-    """A warning when other processes were using the cores at start ("" when quiet)."""
-    load = m["load_average_start"][0]
-    if load < BUSY_LOAD:
-        return ""
+    """A warning when other processes were using the cores at start ("" when quiet): the
+    cores busy just before the start, or where that is unknown the load average."""
+    busy = m.get("busy_cores_start")
+    if busy is not None:
+        if busy < BUSY_CORES:
+            return ""
+        said = f"{busy:.1f} cores busy"
+    else:
+        if m["load_average_start"][0] < 2 * BUSY_CORES:
+            return ""
+        said = f"load average {m['load_average_start'][0]:.2f}"
     return (
-        f"Busy machine: load average {load:.2f} at start on {m['cores_available']} cores; "
+        f"Busy machine: {said} at start on {m['cores_available']} cores; "
         "other processes compete with the timed sides (with several torch threads, far "
         "worse than with one), so these figures may not reproduce: rerun on a quiet machine "
         "and check two runs with `python -m benchmarks compare A.json B.json`."
+    )
+
+
+def _busy(m: dict[str, Any]) -> str:
+    busy = m.get("busy_cores_start")
+    return "" if busy is None else f"{busy:.1f} cores busy at start, "
+
+
+def _processes(report: dict[str, Any]) -> str:
+    n = report.get("processes", 1)
+    if n <= 1:
+        return ""
+    return (
+        f"The {report['rounds']} rounds ran in {n} processes, one after another, and are "
+        "pooled: the spread holds what differs between runs, not only between rounds. "
     )
 
 
@@ -131,8 +184,9 @@ def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]
         f"Started {report['started']}, wall time {_duration(report['wall_s'])}. "
         f"Machine: {m['cpu_model']}, {m['cpu_count']} cores ({m['cores_available']} "
         f"available), torch {m['torch']} on {m['device']} ({m['device_model']}), "
-        f"{m['threads']} threads; load average {m['load_average_start'][0]:.2f} at start, "
-        f"{report['load_average_end'][0]:.2f} at end.\n\n"
+        f"{m['threads']} threads; {_busy(m)}load average {m['load_average_start'][0]:.2f} "
+        f"at start, {report['load_average_end'][0]:.2f} at end.\n\n"
+        f"{_processes(report)}"
         "Each figure is the median of per-round values (every side timed once per round, "
         f"in shuffled order, after {report['warmup']} warm-up round(s); within a round a "
         f"side is called back to back until it has run at least {report['min_time_s']:g} s, "
@@ -173,31 +227,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out / (stamp + ("" if mode == "default" else f"-{mode}"))
     out.mkdir(parents=True, exist_ok=True)
     min_time = default_min_time(mode) if args.min_time is None else args.min_time
+    processes = min(args.processes or (1 if args.quick else 3), rounds)
     report: dict[str, Any] = {
         "started": stamp, "mode": mode, "rounds": rounds, "warmup": args.warmup,
-        "min_time_s": min_time, "machine": machine(), "benchmarks": {},
+        "min_time_s": min_time, "processes": processes, "machine": machine(), "benchmarks": {},
     }  # fmt: skip
     if warning := busy_warning(report["machine"]):
         print(f"benchmarks: warning: {warning}", file=sys.stderr, flush=True)
-    t0, sessions = time.perf_counter(), {}
+    t0 = time.perf_counter()
     try:
-        for name in names:
-            print(f"== {name}", flush=True)
-            s = Session(name, mode=mode, rounds=rounds, warmup=args.warmup, out=out,
-                        data_root=args.data_root, min_time=min_time)  # fmt: skip
-            sessions[name] = s
-            res = run_one(name, s)
-            report["benchmarks"][name] = {**res, **s.to_dict()}
-            report.update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
-            text = write_report(out, report, sessions)
-            if res["error"]:
-                print(f"  {res['status']}: {res['error']}", flush=True)
+        if processes > 1:
+            text = _pooled(args, names, report, out, min_time)
+        else:
+            text = _in_process(args, names, report, out, min_time, t0)
     except KeyboardInterrupt:
         print(f"benchmarks: interrupted; finished benchmarks are in {out}", file=sys.stderr)
         return 130
+    except BenchError as e:
+        print(f"benchmarks: error: {e}", file=sys.stderr)
+        return 1
     print(f"\n{text}\nreport: {out / 'report.md'}")
     failed = [n for n, r in report["benchmarks"].items() if r["status"] == "failed"]
     return 1 if failed else 0
+
+
+def _session(name: str, report: dict[str, Any], out: Path, args: argparse.Namespace,
+             min_time: float) -> Session:  # fmt: skip
+    return Session(name, mode=report["mode"], rounds=report["rounds"], warmup=args.warmup,
+                   out=out, data_root=args.data_root, min_time=min_time)  # fmt: skip
+
+
+def _in_process(args: argparse.Namespace, names: Sequence[str], report: dict[str, Any],
+                out: Path, min_time: float, t0: float) -> str:  # fmt: skip
+    """Run every benchmark here, rewriting the report after each; return its Markdown."""
+    sessions: dict[str, Session] = {}
+    text = ""
+    for name in names:
+        print(f"== {name}", flush=True)
+        sessions[name] = s = _session(name, report, out, args, min_time)
+        res = run_one(name, s)
+        report["benchmarks"][name] = {**res, **s.to_dict()}
+        report.update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
+        text = write_report(out, report, sessions)
+        if res["error"]:
+            print(f"  {res['status']}: {res['error']}", flush=True)
+    return text
+
+
+def _pooled(args: argparse.Namespace, names: Sequence[str], report: dict[str, Any],
+            out: Path, min_time: float) -> str:  # fmt: skip
+    """Run the rounds in child processes one after another and pool them (processes.py)."""
+    t0 = time.perf_counter()
+    shares = split_rounds(report["rounds"], report["processes"])
+    outs = [out / "processes" / f"p{i}" for i in range(len(shares))]
+    argvs = [child_argv(args, names, n, o, min_time) for n, o in zip(shares, outs)]
+    children = run_children(argvs, outs)
+    report["machine"]["per_process"] = [c["machine"] for c in children]
+    sessions: dict[str, Session] = {}
+    for name in names:
+        sessions[name] = s = _session(name, report, out, args, min_time)
+        entry = pool_sessions(name, [c["benchmarks"][name] for c in children], s)
+        report["benchmarks"][name] = {**entry, **s.to_dict()}
+    report.update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
+    return write_report(out, report, sessions)
 
 
 if __name__ == "__main__":

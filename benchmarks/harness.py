@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,8 @@ class Comparison:
     info: dict[str, Any] = field(default_factory=dict)
     repeats: dict[str, int] = field(default_factory=dict)  # calls per side per round
     min_time: float = 0.0  # seconds each side ran at least per round
+    values: dict[str, list[float]] = field(default_factory=dict)  # per round, each figure
+    side_values: dict[str, list[float]] = field(default_factory=dict)  # per round, each side
 
     @property
     def calls(self) -> str:
@@ -155,12 +157,65 @@ class Comparison:
             "min_time_s": self.min_time,
             "repeats": self.repeats,
             "info": self.info,
-            "sides_s": {k: asdict(s) for k, s in self.sides.items()},
+            "sides_s": {
+                k: {**asdict(s), "values": self.side_values.get(k, [])}
+                for k, s in self.sides.items()
+            },
             "figures": {
-                k: {**asdict(s), "target": _text(self.targets[k]), "met": self.met(k)}
+                k: {
+                    **asdict(s),
+                    "target": _text(self.targets[k]),
+                    "bounds": None if self.targets[k] is None else asdict(self.targets[k]),
+                    "met": self.met(k),
+                    "values": self.values.get(k, []),
+                }
                 for k, s in self.figures.items()
             },
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Comparison:
+        """A comparison read back from `to_dict` (its per-round values included)."""
+        figs, sides = d["figures"], d["sides_s"]
+        return cls(
+            case=d["case"],
+            sides={k: _stat(v) for k, v in sides.items()},
+            figures={k: _stat(v) for k, v in figs.items()},
+            targets={
+                k: None if v["bounds"] is None else Target(**v["bounds"]) for k, v in figs.items()
+            },  # fmt: skip
+            rounds=d["rounds"],
+            warmup=d["warmup"],
+            info=dict(d["info"]),
+            repeats=dict(d["repeats"]),
+            min_time=d["min_time_s"],
+            values={k: list(v["values"]) for k, v in figs.items()},
+            side_values={k: list(v["values"]) for k, v in sides.items()},
+        )
+
+    @classmethod
+    def pooled(cls, parts: Sequence[Comparison]) -> Comparison:
+        """One comparison from the same case measured in several processes: every part's
+        per-round values pooled, so the spread holds the differences between processes."""
+        first = parts[0]
+        side_values = {k: [v for p in parts for v in p.side_values[k]] for k in first.sides}
+        values = {k: [v for p in parts for v in p.values[k]] for k in first.figures}
+        info = {**first.info, "timing_s": round(sum(p.info.get("timing_s", 0) for p in parts), 2)}
+        if any(p.repeats != first.repeats for p in parts):
+            info["repeats_per_process"] = [p.repeats for p in parts]
+        return replace(
+            first,
+            sides={k: Stat.of(v) for k, v in side_values.items()},
+            figures={k: Stat.of(v) for k, v in values.items()},
+            rounds=sum(p.rounds for p in parts),
+            info=info,
+            values=values,
+            side_values=side_values,
+        )
+
+
+def _stat(d: Mapping[str, Any]) -> Stat:
+    return Stat(d["median"], d["lo"], d["hi"], d["n"])
 
 
 @dataclass
@@ -255,15 +310,19 @@ def summarize(case: str, per_round: Sequence[Times], metrics: Sequence[Metric], 
               min_time: float = 0.0) -> Comparison:  # fmt: skip
     """Each side's and each metric's median and CI over rounds; a metric is computed
     within each round (paired), never from the sides' medians."""
+    side_values = {k: [r[k] for r in per_round] for k in per_round[0]}
+    values = {m.name: [m.fn(r) for r in per_round] for m in metrics}
     return Comparison(
         case=case,
-        sides={k: Stat.of([r[k] for r in per_round]) for k in per_round[0]},
-        figures={m.name: Stat.of([m.fn(r) for r in per_round]) for m in metrics},
+        sides={k: Stat.of(v) for k, v in side_values.items()},
+        figures={k: Stat.of(v) for k, v in values.items()},
         targets={m.name: m.target for m in metrics},
         rounds=len(per_round),
         warmup=warmup,
         repeats=dict(repeats or {}),
         min_time=min_time,
+        values=values,
+        side_values=side_values,
     )
 
 
@@ -347,6 +406,12 @@ class Session:
     def note(self, text: str) -> None:
         self.notes.append(text)
         self.echo(f"  note: {text}")
+
+    def load(self, d: Mapping[str, Any]) -> None:
+        """Take the results `to_dict` wrote (this benchmark run in another process)."""
+        self.comparisons = [Comparison.from_dict(c) for c in d["comparisons"]]
+        self.tables = [Table(**t) for t in d["tables"]]
+        self.notes, self.files = list(d["notes"]), list(d["files"])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,14 +5,24 @@ the report a quick run writes. The benchmarks' speed-ups are tested where they l
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import busy_warning, main
-from benchmarks.harness import Stat, Target, ratio, repeat_counts, summarize, time_rounds
+from benchmarks.__main__ import busy_cores, busy_warning, main
+from benchmarks.harness import (
+    Comparison,
+    Stat,
+    Target,
+    ratio,
+    repeat_counts,
+    summarize,
+    time_rounds,
+)
+from benchmarks.processes import split_rounds
 
 
 def test_stat_is_the_median_and_its_distribution_free_ci() -> None:
@@ -86,9 +96,22 @@ def test_bad_arguments_are_refused_in_one_line(tmp_path: Path, capsys, argv, say
 
 
 def test_a_busy_machine_is_said_in_the_report() -> None:
+    # Where the busy cores were measured they decide: a load average left by a run that
+    # just ended does not count.
+    quiet = {"busy_cores_start": 0.1, "load_average_start": [1.9, 1.0, 1.0]}
+    assert busy_warning({**quiet, "cores_available": 2}) == ""
+    busy = {"busy_cores_start": 1.2, "load_average_start": [0.2, 0.1, 0.1]}
+    warning = busy_warning({**busy, "cores_available": 2})
+    assert warning.startswith("Busy machine: 1.2 cores busy at start on 2 cores;")
+    # Elsewhere (no /proc/stat) the load average.
     assert busy_warning({"load_average_start": [0.4, 2.0, 2.0], "cores_available": 2}) == ""
     warning = busy_warning({"load_average_start": [1.5, 0.1, 0.1], "cores_available": 2})
     assert warning.startswith("Busy machine: load average 1.50 at start on 2 cores;")
+
+
+def test_busy_cores_reads_proc_stat() -> None:
+    busy = busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1)
 
 
 def _report(out: Path) -> tuple[dict, str, Path]:
@@ -198,3 +221,41 @@ def test_compare_refuses_a_bad_report_in_one_line(tmp_path: Path, capsys, text, 
     err = captured.err.strip()
     assert err.count("\n") == 0 and str(bad) in err and says in err and "Traceback" not in err
     assert captured.out == ""
+
+
+def test_rounds_are_dealt_to_processes() -> None:
+    assert split_rounds(9, 3) == [3, 3, 3]
+    assert split_rounds(10, 3) == [4, 3, 3]
+    assert split_rounds(2, 3) == [1, 1]  # never an empty process
+
+
+def test_pooled_spread_holds_what_differs_between_processes() -> None:
+    # Process A measures a/b near 1.0, process B near 1.1: within each the spread is tiny.
+    fig = [ratio("a / b", "a", "b", Target(lo=1.0))]
+    a = summarize("c", [{"a": 1.0, "b": r} for r in (1.0, 1.01, 0.99)], fig, repeats={"a": 2})
+    b = summarize("c", [{"a": 1.0, "b": r} for r in (1.1, 1.11, 1.09)], fig, repeats={"a": 3})
+    pooled = Comparison.pooled([a, b])
+    # Sorted: 0.99 1.0 1.01 1.09 1.1 1.11; median (1.01 + 1.09) / 2; n = 6: CI [x(1), x(6)].
+    s = pooled.figures["a / b"]
+    assert (s.median, s.lo, s.hi, s.n) == (pytest.approx(1.05), 0.99, 1.11, 6)
+    assert pooled.rounds == 6 and pooled.values["a / b"] == [1.0, 1.01, 0.99, 1.1, 1.11, 1.09]
+    assert pooled.info["repeats_per_process"] == [{"a": 2}, {"a": 3}] and pooled.met("a / b")
+    # What a report stores reads back the same, per-round values and target included.
+    again = Comparison.from_dict(json.loads(json.dumps(pooled.to_dict())))
+    assert again == pooled
+
+
+def test_rounds_run_in_processes_are_pooled(tmp_path: Path, capsys) -> None:
+    argv = ["density", "--quick", "--processes", "2", "--rounds", "6", "--threads", "1",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    report, md, run = _report(tmp_path)
+    assert report["processes"] == 2 and "ran in 2 processes" in md
+    children = [json.loads(p.read_text()) for p in sorted(run.glob("processes/p*/*/report.json"))]
+    assert [c["rounds"] for c in children] == [3, 3]
+    for i, comp in enumerate(report["benchmarks"]["density"]["comparisons"]):
+        parts = [c["benchmarks"]["density"]["comparisons"][i] for c in children]
+        for name, fig in comp["figures"].items():
+            assert fig["values"] == [v for p in parts for v in p["figures"][name]["values"]]
+            assert fig["n"] == 6 and fig["lo"] is not None  # 6 rounds: a CI, 3 had none
+    assert (run / "density_growth.png").is_file() and "![density_growth]" in md
