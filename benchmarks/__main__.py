@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         "holds what differs between runs (default 3; quick 1)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="report root")
+    # A child process of a pooled run keeps what runs reuse (a supernet) in its parent's root.
+    ap.add_argument("--cache", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return ap
@@ -254,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _session(name: str, report: dict[str, Any], out: Path, args: argparse.Namespace,
              min_time: float) -> Session:  # fmt: skip
     return Session(name, mode=report["mode"], rounds=report["rounds"], warmup=args.warmup,
-                   out=out, data_root=args.data_root, min_time=min_time)  # fmt: skip
+                   out=out, data_root=args.data_root, min_time=min_time,
+                   cache=args.cache or args.out)  # fmt: skip
 
 
 def _in_process(args: argparse.Namespace, names: Sequence[str], report: dict[str, Any],

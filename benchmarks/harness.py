@@ -349,11 +349,14 @@ class Session:
         warmup: int,
         out: Path,
         data_root: Path | None = None,
+        cache: Path | None = None,
         echo: Callable[[str], None] = print,
         min_time: float | None = None,
     ) -> None:
         self.name, self.mode, self.rounds, self.warmup = name, mode, rounds, warmup
         self.out, self.data_root, self.echo = out, data_root, echo
+        # What benchmarks may reuse across runs (a trained supernet): beside the reports.
+        self.cache = out.parent if cache is None else cache
         # Each side's least time per round (time_rounds); None: the mode's default.
         self.min_time = default_min_time(mode) if min_time is None else min_time
         self.comparisons: list[Comparison] = []

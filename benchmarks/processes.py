@@ -35,7 +35,8 @@ def child_argv(args: argparse.Namespace, names: Sequence[str], rounds: int, out:
                min_time: float) -> list[str]:  # fmt: skip
     """The command line of one child: this run's settings, its share of the rounds."""
     argv = [*names, "--processes", "1", "--rounds", str(rounds), "--warmup", str(args.warmup),
-            "--min-time", repr(min_time), "--out", str(out)]  # fmt: skip
+            "--min-time", repr(min_time), "--out", str(out),
+            "--cache", str(args.cache or args.out)]  # fmt: skip
     argv += ["--quick"] if args.quick else ["--full"] if args.full else []
     if args.data_root is not None:
         argv += ["--data-root", str(args.data_root)]

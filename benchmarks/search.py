@@ -3,11 +3,11 @@ the same networks on the same images, and evaluations each strategy needs to rea
 top 1% of a space scored exhaustively; growth of the search's wall time with depth.
 
 The embedded default: Fashion-MNIST, resnet20-se, the short preset's supernet (trained once
-into OUT/../supernets and reused) and its held-out scoring subset. Evaluator sides score a
-stream of masks from an empty stage cache: "before" without shared work (the evaluator as
-it was), "evaluator" with it (the default, bit-identical scores), "fast" adding folded BN
-and channels_last (opt-in); "plain" runs each mask's materialized network (built before
-timing) over the same images. Streams: the first masks in exhaustive (lexicographic) order,
+into the report root's supernets/ and reused) and its held-out scoring subset. Evaluator
+sides score a stream of masks from an empty stage cache: "before" without shared work (the
+evaluator as it was), "evaluator" with it (the default, bit-identical scores), "fast" adding
+folded BN and channels_last (opt-in); "plain" runs each mask's materialized network (built
+before timing) over the same images. Streams: the first masks in exhaustive (lexicographic) order,
 and every mask a whole REINFORCE search (seed 0, the short preset's budget of 60) asks for,
 in its order; from an empty cache, as a search starts.
 """
@@ -73,7 +73,7 @@ def trained_supernet(s: Session) -> tuple[SlotResNet, Dataset, SearchHParams]:
     splits = load_splits(DATASET, s.data_root, image_size=16 if s.quick else None)
     sup = train_supernet(
         CONFIG, splits.train, splits.info, splits.num_classes, preset.supernet, preset.sampler,
-        s.out.parent / "supernets", "cpu", log=lambda _m: None, progress=False,
+        s.cache / "supernets", "cpu", log=lambda _m: None, progress=False,
     )  # fmt: skip
     assert sup is not None
     net = build_supernet(CONFIG, num_classes=splits.num_classes)
