@@ -3,7 +3,8 @@
 For every figure (benchmark, case, figure) in both reports: the two medians with their
 95% CIs, and whether each median lies inside the other run's CI (bounds included). The
 runs agree on a figure when both do ("one way only": when just one does); a figure without
-a CI (under 6 rounds) cannot agree. Exit 0 whatever the verdict; 2 for a bad report.
+a CI (under 6 rounds) cannot agree. "CIs overlap", the looser test, is said beside it.
+Exit 0 whatever the verdict; 2 for a bad report.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from benchmarks.harness import Stat, _markdown_table
 
 Key = tuple[str, str, str]  # benchmark, case, figure
 COLUMNS = ["benchmark", "case", "figure", "A median [95% CI]", "B median [95% CI]",
-           "A in B's CI", "B in A's CI", "agree"]  # fmt: skip
+           "A in B's CI", "B in A's CI", "agree", "CIs overlap"]  # fmt: skip
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -67,8 +68,17 @@ def agreement(a: Mapping[Key, Stat], b: Mapping[Key, Stat]) -> list[list[Any]]:
     for key in (k for k in a if k in b):
         a_in_b, b_in_a = inside(a[key].median, b[key]), inside(b[key].median, a[key])
         rows.append([*key, str(a[key]), str(b[key]), _yes(a_in_b), _yes(b_in_a),
-                     "yes" if a_in_b and b_in_a else "**no**"])  # fmt: skip
+                     "yes" if a_in_b and b_in_a else "**no**",
+                     _yes(overlap(a[key], b[key]))])  # fmt: skip
     return rows
+
+
+def overlap(a: Stat, b: Stat) -> bool | None:
+    """Whether the two CIs share a value (None: one has no CI): the looser test, which a
+    difference between runs fails only when it exceeds both spreads together."""
+    if None in (a.lo, a.hi, b.lo, b.hi):
+        return None
+    return a.lo <= b.hi and b.lo <= a.hi  # type: ignore[operator]
 
 
 def _yes(v: bool | None) -> str:
@@ -86,12 +96,13 @@ def compare_reports(path_a: Path, path_b: Path) -> str:
     ra, rb = load_report(path_a), load_report(path_b)
     a, b = figures(path_a, ra), figures(path_b, rb)
     rows = agreement(a, b)
-    agree = sum(r[-1] == "yes" for r in rows)
+    agree = sum(r[7] == "yes" for r in rows)
+    overlaps = sum(r[8] == "yes" for r in rows)
     one_way = sum(r[5:7].count("yes") == 1 for r in rows)
     no_ci = sum("n/a" in r[5:7] for r in rows)
     only = f"only in A: {sum(k not in b for k in a)}, only in B: {sum(k not in a for k in b)}"
     tally = f"agree: {agree} of {len(rows)}" + (f" ({no_ci} without a CI)" if no_ci else "")
-    tally += f"; one way only: {one_way}"
+    tally += f"; one way only: {one_way}; CIs overlap: {overlaps}"
     return "\n".join([_run_line("A", path_a, ra), _run_line("B", path_b, rb), "",
                       *_markdown_table(COLUMNS, rows), "", f"{tally}; {only}"])  # fmt: skip
 

@@ -148,7 +148,10 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     # The report read back by compare: every figure shared, none with a CI in 3 rounds.
     n = sum(len(c["figures"]) for r in report["benchmarks"].values() for c in r["comparisons"])
     assert main(["compare", str(run / "report.json"), str(run / "report.json")]) == 0
-    tally = f"agree: 0 of {n} ({n} without a CI); one way only: 0; only in A: 0, only in B: 0"
+    tally = (
+        f"agree: 0 of {n} ({n} without a CI); one way only: 0; CIs overlap: 0; "
+        "only in A: 0, only in B: 0"
+    )
     assert tally in capsys.readouterr().out
 
 
@@ -193,14 +196,15 @@ def test_compare_says_which_figures_agree(tmp_path: Path, capsys) -> None:
              if line.startswith(("| core", "| density"))]  # fmt: skip
     rows = {c[2]: c[5:] for c in cells}
     # x: 1.00 in [1.00, 1.10] (bound included), 1.04 in [0.95, 1.05]: agree.
-    assert rows["x"] == ["yes", "yes", "yes"]
+    assert rows["x"] == ["yes", "yes", "yes", "yes"]
     # y: 2.0 not in [2.15, 2.3], 2.2 not in [1.9, 2.1].
-    assert rows["y"] == ["no", "no", "**no**"]
+    assert rows["y"] == ["no", "no", "**no**", "no"]
     # z: 100 not in [104, 106]; 105 in [90, 110]: one way only, no agreement.
-    assert rows["z"] == ["no", "yes", "**no**"]
+    assert rows["z"] == ["no", "yes", "**no**", "yes"]
     # w: B ran 3 rounds, no CI: A's median cannot be placed; 3.1 in [2, 4].
-    assert rows["w"] == ["n/a", "yes", "**no**"]
-    assert "agree: 1 of 4 (1 without a CI); one way only: 2; only in A: 1, only in B: 0" in out
+    assert rows["w"] == ["n/a", "yes", "**no**", "n/a"]
+    tally = "agree: 1 of 4 (1 without a CI); one way only: 2; CIs overlap: 2; only in A: 1,"
+    assert f"{tally} only in B: 0" in out
     assert "1.000 [0.950 to 1.050]" in out and "3.100 [n/a (3 rounds)]" in out
 
 
