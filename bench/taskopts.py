@@ -70,10 +70,12 @@ class Option:
     default: str
     help: str
     group: OptionGroup
+    bound: str = ""  # the range the field declares, e.g. ">= 1" (HParams.bound_checks)
 
     @property
     def type_text(self) -> str:
-        return "|".join(self.type) if isinstance(self.type, tuple) else type_name(self.type)
+        text = "|".join(self.type) if isinstance(self.type, tuple) else type_name(self.type)
+        return f"{text} {self.bound}" if self.bound else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +93,8 @@ class TaskOptions:
             for f in g.fields():
                 choices = f.metadata.get("choices")  # names, or a function giving them
                 tp = tuple(choices() if callable(choices) else choices or ()) or types[f.name]
-                out[f.name] = Option(f.name, tp, g.default_text(f.name), f.metadata["help"], g)
+                out[f.name] = Option(f.name, tp, g.default_text(f.name), f.metadata["help"], g,
+                                     f.metadata.get("bound", ""))  # fmt: skip
         return out
 
     def parse(self, given: Mapping[str, Any], flag: str = "--opt") -> dict[str, Any]:

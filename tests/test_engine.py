@@ -414,7 +414,7 @@ def test_argparse_round_trip() -> None:
     )
     args = p.parse_args(["--preset", "cifar-resnet164", "--milestones", "", "--mode", "cover"])
     assert train_hparams_from_args(args).milestones == () and args.mode == "cover"
-    assert "(default: 0.1)" in p.format_help()
+    assert "(> 0; default: 0.1)" in p.format_help()  # lr: its declared range, its default
 
 
 def test_bad_flag_values() -> None:

@@ -60,10 +60,12 @@ def test_list_options_prints_every_field_with_type_default_and_help(capsys) -> N
         assert " ".join(f.metadata["help"].split()[:4]) in " ".join(out.split())
     csrnet, short = PROTOCOLS.get("csrnet").options, PROTOCOLS.get("short").options
     assert (csrnet.crop_size, short.crop_size) == (0, 64)
-    assert "\n  crop_size (int; default: csrnet 0, short 64)\n" in out
+    # Each field's declared range shows with its type (a crop of 0 means half the image).
+    assert "\n  crop_size (int >= 0; default: csrnet 0, short 64)\n" in out
+    assert "\n  val_fraction (float in (0, 1); default: csrnet 0.1, short 0.25)\n" in out
     assert "\n  flip (bool; default: true)\n" in out
     assert "\n  kernel (auto|adaptive|fixed; default: auto)\n" in out
-    assert "\n  lr (float; default: csrnet 1e-07, short 0.001)\n" in out
+    assert "\n  lr (float > 0; default: csrnet 1e-07, short 0.001)\n" in out
     everything = _out(capsys, "options")
     for task in ("classification", "crowd_counting", "segmentation"):
         assert f"{task}: bench transfer --task {task} --opt KEY=VALUE" in everything

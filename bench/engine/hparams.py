@@ -391,8 +391,10 @@ def add_hparam_args(
         tp = field_types(cls)[f.name]
         value = getattr(shown, f.name)
         help_text = f.metadata.get("help", "")
-        if show_defaults:
-            help_text += f" (default: {show_value(value)})"
+        said = [f.metadata["bound"]] if "bound" in f.metadata else []
+        said += [f"default: {show_value(value)}"] if show_defaults else []
+        if said:
+            help_text += f" ({'; '.join(said)})"
         kwargs: dict[str, Any] = {"dest": _dest(f.name, prefix), "default": None}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
