@@ -12,17 +12,15 @@ fixed random mask of density 1/2 (seed 0).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from bench.cliargs import TICKET_DIR
 from bench.models.resnet import ModelConfig
 from bench.models.slots import build_supernet, materialize
 from bench.tickets import baseline_mask, load_ticket
 from benchmarks.harness import Metric, Session, Target, ratio, within
 
-ROOT = Path(__file__).resolve().parents[1]
-EAN_TICKET = ROOT / "tickets" / "resnet50-sge-stage-ean.json"
+EAN_TICKET = TICKET_DIR / "resnet50-sge-stage-ean.json"
 SAMS_ALL = ("se", "cbam", "eca")
 NATIVE_SIDE = {"resnet56": 32, "resnet164": 32, "resnet50": 224}
 # (backbone, sams, batch, input side). The default fits the 10-minute run on 2 cores: the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
-
-from bench.cost_table import ci_rank
 
 __all__ = [
     "Comparison",
@@ -99,9 +98,11 @@ class Stat:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Stat:
+        from bench.cost_table import ci_rank  # torch: not for `compare` or --help
+
         v = sorted(values)
-        n, mid = len(v), len(v) // 2
-        median = v[mid] if n % 2 else (v[mid - 1] + v[mid]) / 2
+        n = len(v)
+        median = statistics.median(v)
         j = ci_rank(n)
         lo, hi = (v[j - 1], v[n - j]) if j else (None, None)
         return cls(median, lo, hi, n)

@@ -11,7 +11,6 @@ between runs, and a second run can be judged against it (`python -m benchmarks c
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.io import read_json
 from benchmarks.harness import Comparison, Session
 
 __all__ = ["child_argv", "pool_sessions", "run_children", "split_rounds"]
@@ -54,7 +54,7 @@ def run_children(argvs: Sequence[Sequence[str]], outs: Sequence[Path]) -> list[d
         found = sorted(out.glob("*/report.json"))
         if not found:
             raise BenchError(f"benchmark process {i} wrote no report under {out}")
-        reports.append(json.loads(found[-1].read_text()))
+        reports.append(read_json(found[-1]))
     return reports
 
 
@@ -68,15 +68,12 @@ def pool_sessions(name: str, results: Sequence[dict[str, Any]], session: Session
              "wall_s": sum(r["wall_s"] for r in results)}  # fmt: skip
     if bad is not None:
         return {**entry, "status": bad["status"], "error": bad["error"]}
-    parts = [Session(name, rounds=1, warmup=0, out=session.out) for _ in results]
-    for part, res in zip(parts, results):
-        part.load(res)
-    cases = [[c.case for c in p.comparisons] for p in parts]
+    parts = [[Comparison.from_dict(c) for c in r["comparisons"]] for r in results]
+    cases = [[c.case for c in p] for p in parts]
     if any(c != cases[0] for c in cases):
         raise BenchError(f"{name}: the processes measured different cases: {cases}")
-    session.load(results[0])
-    by_case = zip(*(p.comparisons for p in parts))
-    session.comparisons = [Comparison.pooled(group) for group in by_case]
+    session.load(results[0])  # tables, notes and plots: the first process's
+    session.comparisons = [Comparison.pooled(group) for group in zip(*parts)]
     session.files = [_adopt(Path(f), session.out) for f in session.files]
     return entry
 

@@ -15,6 +15,7 @@ in its order; from an empty cache, as a search starts.
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,7 +29,14 @@ from bench.engine.checkpoint import load_model_weights
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.slots import build_supernet, materialize
 from bench.search.budget import Budget
-from bench.search.evaluator import Evaluator, Mask, SupernetScorer, TableScorer, fixed_subset
+from bench.search.evaluator import (
+    Evaluator,
+    Mask,
+    SupernetScorer,
+    TableScorer,
+    fixed_subset,
+    mask_key,
+)
 from bench.search.hparams import SearchHParams, resolve_preset
 from bench.search.loop import search_loop
 from bench.search.reward import Reward
@@ -156,14 +164,12 @@ def throughput(s: Session, case: str, net: SlotResNet, scoring: Dataset,
     ], info=info)  # fmt: skip
 
 
-def strategies(s: Session, table: dict[str, float], size: int, hp: SearchHParams,
-               sizes: Sizes, n: int) -> None:  # fmt: skip
+def strategies(s: Session, table: dict[str, float], size: int, search_hp: SearchHParams,
+               reward: Reward, sizes: Sizes, n: int) -> None:  # fmt: skip
     """Evaluations until each strategy's best-so-far reward reaches the true top 1%."""
-    reward = Reward(hp.reward_offset, hp.sparsity_weight)
     rewards = sorted((reward(tuple(int(b) for b in k), v) for k, v in table.items()), reverse=True)
     top = max(1, math.ceil(0.01 * len(rewards)))
     target, best = rewards[top - 1], rewards[0]
-    search_hp = hp.replace(budget=sizes.budget, steps=-(-sizes.budget // hp.samples_per_step))
     rows = []
     for name in STRATEGIES:
         reach, ranks = [], []
@@ -186,10 +192,7 @@ def strategies(s: Session, table: dict[str, float], size: int, hp: SearchHParams
 
 
 def _median(v: Sequence[float]) -> float | None:
-    if not v:
-        return None
-    mid = len(v) // 2
-    return float(v[mid]) if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+    return float(statistics.median(v)) if v else None
 
 
 def exhaustive(s: Session, net: SlotResNet, scoring: Dataset, hp: SearchHParams) -> dict:
@@ -197,7 +200,7 @@ def exhaustive(s: Session, net: SlotResNet, scoring: Dataset, hp: SearchHParams)
     scorer = SupernetScorer(net, scoring, "cpu", batch_size=hp.eval_batch_size)
     n = len(net.slot_ids)
     t0 = time.perf_counter()
-    table = {"".join(map(str, m)): scorer(m, scorer.size).top1 for m in all_masks(n)}
+    table = {mask_key(m): scorer(m, scorer.size).top1 for m in all_masks(n)}
     total = 2**n * n * math.ceil(scorer.size / scorer.batch_size)  # block runs without sharing
     s.note(f"exhaustive: all {2**n} masks scored on {scorer.size} images in "
            f"{time.perf_counter() - t0:.1f} s; shared work skipped {scorer.blocks_skipped} "
@@ -273,5 +276,5 @@ def run(s: Session) -> None:
     run_strategy("reinforce", 0, table, size, rl_hp, reward, n, record=asked)
     for case, stream in (("exhaustive order", lex), ("reinforce search", asked)):
         throughput(s, f"{case}, {len(stream)} masks", net, scoring, hp, stream, sizes.images)
-    strategies(s, table, size, hp, sizes, n)
+    strategies(s, table, size, rl_hp, reward, sizes, n)
     growth(s, sizes)

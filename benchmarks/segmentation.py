@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.tickets import Ticket, baseline_mask, load_ticket, make_ticket, model_slots
+from bench.cliargs import TICKET_DIR
+from bench.tickets import Ticket, control_tickets, load_ticket, make_ticket, model_slots
 from benchmarks.harness import Session, ratio, within
 from tasks.segmentation import compat
 
@@ -35,8 +36,7 @@ import tasks.segmentation.backbone  # noqa: E402, F401  (registers TicketResNet)
 from tasks.crowd_counting.model import CrowdCounter  # noqa: E402
 from tasks.segmentation.configs import SegHParams, mmseg_resnet_v1c, segmentation_config  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-EAN_TICKET = ROOT / "tickets" / "resnet50-sge-stage-ean.json"
+EAN_TICKET = TICKET_DIR / "resnet50-sge-stage-ean.json"
 SIZES = {  # backbone, decoder, crop (H, W), batch
     "default": ("resnet50", "pspnet", (64, 128), 2),
     "full": ("resnet50", "pspnet", (512, 1024), 2),  # mmseg's Cityscapes crop
@@ -46,11 +46,9 @@ SIZES = {  # backbone, decoder, crop (H, W), batch
 
 def none_ticket(backbone: str) -> Ticket:
     """The SAM-free network of the shipped ticket's family (resnet50: its "none" control)."""
-    prov = {"kind": "baseline", "baseline": "none", "seed": 0}
     if backbone == "resnet50":
-        t = load_ticket(EAN_TICKET)
-        return make_ticket("none", t.backbone, t.sam, baseline_mask("none", t.total), prov,
-                           sam_args=t.sam_args, sharing=t.sharing)  # fmt: skip
+        return control_tickets(load_ticket(EAN_TICKET), 0, ("none",))[0]
+    prov = {"kind": "baseline", "baseline": "none", "seed": 0}
     return make_ticket("none", backbone, "se", (0,) * len(model_slots(backbone)), prov)
 
 
