@@ -14,13 +14,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bench.cliargs import Formatter, Parser, add_run_flags, command_parser, seeds
+from bench.cliargs import Formatter, Parser, add_run_flags, command_parser
 from bench.commands import SUMMARIES, module_of
 from bench.errors import BenchError, RunsFailed
 
-__all__ = ["add_run_flags", "build_parser", "main", "parse_seeds"]
+__all__ = ["add_run_flags", "build_parser", "main"]
 
-parse_seeds = seeds  # the older name
 DESCRIPTION = (
     "ticketbench: lottery tickets of self-attention modules (SAMs) in ResNets - search a "
     "ticket, retrain it beside its controls, transfer it to other tasks, compare."

@@ -100,10 +100,9 @@ def seeds(text: str) -> list[int]:
 
 def seed(text: str) -> int:
     """One seed in 0..2**63-1."""
-    (value,) = seeds(text) if "," not in text else (None,)
-    if value is None:
+    if "," in text:
         raise argparse.ArgumentTypeError(f"{text!r}: expected one integer seed")
-    return value
+    return seeds(text)[0]
 
 
 def _int_at_least(low: int):

@@ -4,6 +4,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as `Type: message` on one line (the CLI prints BenchError as one line)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class BenchError(Exception):
     """Bad user input (file, field, name or dataset): shown as one line, exit code 2."""
 

@@ -53,6 +53,7 @@ from typing import Any
 
 from scipy.stats import rankdata
 
+from bench.catalog import FORMATS
 from bench.errors import BenchError
 from bench.fingerprint import canonical_json, value_sha256
 from bench.io import atomic_write_text
@@ -78,7 +79,6 @@ __all__ = [
 ]
 
 LEADERBOARD_DIR = "leaderboards"
-FORMATS = ("csv", "md", "latex")
 NAN = float("nan")
 
 CELL_KEYS = ("task", "dataset", "eval_split", "head", "protocol_id")

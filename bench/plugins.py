@@ -24,14 +24,9 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 ENTRY_POINT_GROUP = "ticketbench.sams"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def import_plugin(spec: str) -> None:
@@ -56,7 +51,7 @@ def import_plugin(spec: str) -> None:
     except BenchError:
         raise
     except Exception as e:  # a plugin's own failure, reported as one line naming it
-        raise BenchError(f"--import {spec}: {_one_line(e)}") from None
+        raise BenchError(f"--import {spec}: {one_line(e)}") from None
 
 
 def load_entry_points() -> None:
@@ -71,7 +66,7 @@ def load_entry_points() -> None:
             obj = ep.load()
         except Exception as e:
             raise BenchError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}): "
-                             f"{_one_line(e)}") from None  # fmt: skip
+                             f"{one_line(e)}") from None  # fmt: skip
         if callable(obj) and ep.name not in SAMS:
             SAMS.register(ep.name)(obj)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import cliargs
+from bench import catalog, cliargs
 
 HELP = (
     "Collect result records into leaderboards/<task>.csv (one row per run, failures "
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["csv", "md", "latex"],
+        choices=catalog.FORMATS,
         default="csv",
         help="printed table format (md/latex also written to a file)",
     )

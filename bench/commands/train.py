@@ -119,11 +119,11 @@ def run(args: argparse.Namespace) -> None:
     init = SCRATCH if args.init_from is None else file_init(args.init_from)
     data = data_options(args)
     init_distributed()
-    records = []
+    records, kinds = [], cliargs.control_kinds(args.controls)
     try:
         for seed in args.seeds:
             ticket = ticket_for(args, seed)
-            tickets = [ticket, *control_tickets(ticket, seed, cliargs.control_kinds(args.controls))]
+            tickets = [ticket, *control_tickets(ticket, seed, kinds)]
             # A control equal to the ticket (e.g. random at density 1) is the same run.
             unique = {t.checksum: t for t in reversed(tickets)}
             hp = with_seed(base, seed, args.epochs)

@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="control arms beside the ticket: some of full, none, random (equal density)",
     )
     p.add_argument("--no-controls", action="store_true", help="run only the ticket")
-    p.add_argument("--format", choices=["md", "csv", "latex"], default="md", help="table format")
+    p.add_argument("--format", choices=catalog.FORMATS, default="md", help="table format")
     p.add_argument("--plot", action="store_true", help="also draw the leaderboard plots")
     cliargs.add_mode_flag(p)
     cliargs.add_run_flags(p)

@@ -29,7 +29,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.folder import default_loader, is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, one_line
 from bench.fingerprint import text_sha256
 from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
 from bench.registry import Registry
@@ -63,12 +63,6 @@ FASHION_MNIST_FILES = (
 )
 
 Transform = Callable[[Any], Any]
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as `Type: message` on one line (the CLI prints BenchError as one line)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- held-out split
@@ -329,7 +323,7 @@ def read_cifar_pickle(path: Path) -> dict:
         with open(path, "rb") as f:
             entry = _BatchUnpickler(f, encoding="latin1").load()
     except Exception as err:  # truncated, foreign, refused: whatever it is, name the file
-        raise BenchError(f"{path} is unreadable ({_one_line(err)})") from None
+        raise BenchError(f"{path} is unreadable ({one_line(err)})") from None
     if not isinstance(entry, dict):
         raise BenchError(f"{path} is not a CIFAR batch dictionary (a {type(entry).__name__})")
     return entry
@@ -513,7 +507,7 @@ class ImageNet(ClassificationDataset):
             try:
                 readers[split] = tvd.ImageFolder(str(folder), loader=load_image)
             except (FileNotFoundError, ValueError, OSError) as exc:
-                problem = f"{folder}: {_one_line(exc)}"
+                problem = f"{folder}: {one_line(exc)}"
                 if any(is_image_file(str(f)) for f in folder.iterdir()):
                     # The original ILSVRC2012 val archive is flat (50,000 JPEGs).
                     problem = f"{folder} holds images directly, not in <wnid>/ class folders"
@@ -552,7 +546,7 @@ def load_image(path: str) -> Any:
     try:
         return default_loader(path)
     except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError ...
-        raise UnreadableImage(f"{path}: unreadable image ({_one_line(exc)})") from None
+        raise UnreadableImage(f"{path}: unreadable image ({one_line(exc)})") from None
 
 
 # --- Fashion-MNIST -------------------------------------------------------------------------
@@ -646,8 +640,8 @@ def _diagnose_idx(found: Path, reader_root: Path, exc: BaseException) -> str:
             parse(str(raw / n))
         except Exception as err:
             shown = found / f"{n}.gz" if found != reader_root else raw / n
-            return f"{shown} is not a valid idx file ({_one_line(err)})"
-    return f"unreadable idx files from {found} ({_one_line(exc)})"
+            return f"{shown} is not a valid idx file ({one_line(err)})"
+    return f"unreadable idx files from {found} ({one_line(exc)})"
 
 
 def _decompress_fashion_mnist(src: Path, cache_dir: Path) -> Path:
@@ -682,7 +676,7 @@ def _decompress_fashion_mnist(src: Path, cache_dir: Path) -> Path:
                 except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
                     raise BenchError(
                         f"fashion-mnist: {src / n}.gz is not a readable gzip file "
-                        f"({_one_line(exc)}); {FashionMNIST._expected(str(src))}"
+                        f"({one_line(exc)}); {FashionMNIST._expected(str(src))}"
                     ) from exc
         try:
             tmp.rename(dest)
@@ -690,7 +684,7 @@ def _decompress_fashion_mnist(src: Path, cache_dir: Path) -> Path:
             if not _fashion_raw(dest):  # a lost race is fine if the winner left a full copy
                 raise
     except OSError as exc:
-        raise BenchError(unwritable.format(_one_line(exc))) from exc
+        raise BenchError(unwritable.format(one_line(exc))) from exc
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
