@@ -28,9 +28,9 @@ from bench.engine.hparams import HParams
 from bench.engine.loop import Diverged
 from bench.engine.rundir import RunPlan, prepare_run, release_run
 from bench.errors import DataError
-from bench.io import atomic_write_json, read_json, remove_stale_temps
+from bench.io import atomic_write_json, read_json
 from bench.pretrained import SCRATCH, Init, LoadReport
-from bench.results import drop_failed, make_record, record_path, write_record
+from bench.results import drop_failed, make_record, write_record
 from bench.tickets import Ticket
 from bench.transfer import TransferRun
 
@@ -85,6 +85,11 @@ class Cell(ABC):
     @property
     def seed(self) -> int:
         return int(self.hp.seed)
+
+    def protocol_hparams(self) -> dict[str, Any]:
+        """The hparams a record's protocol names: all but the seed (the same for every seed
+        of a benchmark cell)."""
+        return {k: v for k, v in self.hp.to_dict().items() if k != "seed"}
 
     @property
     @abstractmethod
@@ -173,10 +178,7 @@ def _run_planned(
 
 
 def _write(out_root: Path, record: dict[str, Any]) -> None:
-    """Write the record (after what a killed write of it left); a finished one replaces
-    the failed records of its cell."""
-    path = record_path(out_root, record)
-    remove_stale_temps(path.parent, path.name)
+    """Write the record; a finished one replaces the failed records of its cell."""
     write_record(out_root, record)
     if record["provenance"]["status"] == "finished":
         drop_failed(out_root, record)
@@ -207,7 +209,7 @@ def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str,
         cell,
         plan,
         None,
-        protocol={"hparams": {k: v for k, v in cell.hp.to_dict().items() if k != "seed"}},
+        protocol={"hparams": cell.protocol_hparams()},
         status="failed",
         reason=reason,
     )

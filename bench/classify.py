@@ -142,7 +142,7 @@ class ClassificationCell(Cell):
             "eval_mode": "single crop, eval transforms",
             "split": {k: v for k, v in self.splits.info.items() if k != "root"},
             "train_size": len(self.train_set),
-            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+            "hparams": self.protocol_hparams(),
         }
         if self.preset in PRESETS:
             base = PRESETS.get(self.preset)

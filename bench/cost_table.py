@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.cost import Cost, count_flops, count_params, device_name
+from bench.engine.loop import show_progress
 from bench.fingerprint import value_sha256
 from bench.io import atomic_write_json, read_json
 
@@ -103,10 +104,6 @@ def median_ci_rel(ordered: Sequence[float]) -> tuple[float, float]:
 
 
 # ---- one session -------------------------------------------------------------------------
-def _show_progress(progress: bool | None) -> bool:
-    return progress if progress is not None else sys.stderr.isatty()
-
-
 @torch.inference_mode()
 def measure_session(
     models: Mapping[str, nn.Module],
@@ -134,7 +131,7 @@ def measure_session(
     rng, keys = random.Random(seed), list(models)
     ordered: dict[str, list[float]] = {k: [] for k in keys}
     ci = {k: math.inf for k in keys}
-    bar = tqdm(desc=desc, unit="round", file=sys.stderr, disable=not _show_progress(progress))
+    bar = tqdm(desc=desc, unit="round", file=sys.stderr, disable=not show_progress(progress))
     start = time.perf_counter()
     try:
         for _ in range(warmup):

@@ -22,7 +22,7 @@ from typing import Any
 from bench.cost import Cost
 from bench.environment import environment
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_json
+from bench.io import atomic_write_json, read_json, remove_stale_temps
 from bench.paths import slug
 from bench.tickets import Ticket
 
@@ -171,9 +171,11 @@ def record_path(out_root: str | Path, record: Mapping[str, Any]) -> Path:
 
 
 def write_record(out_root: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write atomically; a rerun of the same cell replaces its record."""
+    """Write atomically (after clearing what a killed write of it left); a rerun of the same
+    cell replaces its record."""
     path = record_path(out_root, record)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, path.name)
     atomic_write_json(path, record)
     return path
 

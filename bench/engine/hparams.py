@@ -324,9 +324,10 @@ AUTO_PRESET = {
 }
 
 
-def preset_for(name: str, dataset: str) -> str:
-    """The training preset `--preset NAME` means for `dataset` (auto resolved)."""
-    return AUTO_PRESET.get(dataset, "short") if name == AUTO else name
+def preset_for(name: str, dataset: str, table: Mapping[str, str] = AUTO_PRESET) -> str:
+    """The preset `--preset NAME` means for `dataset`: auto resolved by `table` (training's
+    by default; "short" for a dataset it lacks), any other name as given."""
+    return table.get(dataset, "short") if name == AUTO else name
 
 
 # --- command line -----------------------------------------------------------------------

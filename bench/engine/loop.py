@@ -227,7 +227,7 @@ class Objective:
     """What a task trains for: its loss, its evaluation and the metric that selects.
 
     The default is classification (cross-entropy, top-1/top-5). Dense tasks pass their
-    own loss and evaluate function (same signature as `evaluate`).
+    own loss and evaluate function (same signature as `evaluate`, `progress` included).
     """
 
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
@@ -561,8 +561,6 @@ def _train_epoch(run: _Run, prog: _Progress) -> tuple[torch.Tensor, float]:
 
 
 def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
-    # The default evaluation shows a bar; a task's own evaluate keeps its signature.
-    extra = {"progress": run.show_bar} if run.objective.evaluate is evaluate else {}
     return {
         name: run.objective.evaluate(
             run.model,
@@ -573,7 +571,7 @@ def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
             distributed=run.info.enabled,
             amp_dtype=run.amp_dtype,
             channels_last=run.channels_last,
-            **extra,
+            progress=run.show_bar,
         )
         for name, ds in run.eval_sets.items()
     }

@@ -42,7 +42,6 @@ from typing import Any, Literal
 from bench.checkpoint_interval import (
     ENV_CHECKPOINT_EVERY,
     CheckpointEvery,
-    add_checkpoint_flag,
     checkpoint_every,
 )
 from bench.engine.distributed import barrier, broadcast_object, is_main_process
@@ -286,12 +285,7 @@ def prepare_run(
 
 
 def add_mode_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """`--mode {new,cover}` and `--checkpoint-every`: the run-level flags."""
-    parser.add_argument(
-        "--mode",
-        choices=MODES,
-        default="new",
-        help="new: skip a finished run, resume an unfinished one (default); "
-        "cover: wipe the run directory and rerun",
-    )
-    add_checkpoint_flag(parser)
+    """`--mode {new,cover}` and `--checkpoint-every`: the run-level flags (bench.cliargs')."""
+    from bench.cliargs import add_mode_flag
+
+    add_mode_flag(parser)  # type: ignore[arg-type]

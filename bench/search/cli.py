@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EXAMPLE",
     "HELP",
-    "SEARCH_EXAMPLE",
-    "SEARCH_HELP",
     "add_arguments",
     "add_search_args",
     "cmd_search",
@@ -42,7 +40,6 @@ HELP = (
 EXAMPLE = """bench search fashion-mnist resnet20-se --save-ticket tickets/my-ticket.json
 bench search imagenet resnet50-sge --data-root /data     # --preset auto: ean on ImageNet"""
 USAGE = "bench search DATASET MODEL [options]"
-SEARCH_HELP, SEARCH_EXAMPLE = HELP, EXAMPLE
 SUPERNET_PREFIX = "supernet_"
 PRESET_HELP = (
     "auto: the dataset's protocol (ean on ImageNet and CIFAR, short otherwise); short: "

@@ -18,7 +18,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from bench.engine.hparams import PAPER_SGD, HParams, TrainHParams, hparam
+from bench.engine.hparams import AUTO, PAPER_SGD, HParams, TrainHParams, hparam
+from bench.engine.hparams import preset_for as train_preset_for
 from bench.errors import BenchError, check_all
 from bench.registry import Registry
 
@@ -253,7 +254,6 @@ class SearchPreset:
 
 # A preset is a function of the dataset (ImageNet and CIFAR train their supernets differently).
 SEARCH_PRESETS: Registry[Callable[[str], SearchPreset]] = Registry("search preset")
-AUTO = "auto"
 # --preset auto: the paper's protocol where the dataset has one (ImageNet: the official
 # search; CIFAR: the same recipe at CIFAR scale, see `ean`), the CPU-scale embedded default
 # on Fashion-MNIST (and any other dataset).
@@ -261,8 +261,8 @@ AUTO_PRESET = {"imagenet": "ean", "cifar10": "ean", "cifar100": "ean", "fashion-
 
 
 def preset_for(name: str, dataset: str) -> str:
-    """The preset `--preset NAME` means for `dataset` (auto resolved; others as given)."""
-    return AUTO_PRESET.get(dataset, "short") if name == AUTO else name
+    """The search preset `--preset NAME` means for `dataset` (auto resolved; others as given)."""
+    return train_preset_for(name, dataset, AUTO_PRESET)
 
 
 @SEARCH_PRESETS.register("short")

@@ -33,6 +33,7 @@ from bench.engine.checkpoint import (
     save_checkpoint,
 )
 from bench.engine.distributed import barrier, broadcast_object, dist_info
+from bench.engine.loop import show_progress
 from bench.errors import BenchError
 from bench.faults import kill_point
 from bench.io import atomic_write_text, read_jsonl
@@ -192,7 +193,7 @@ def search_loop(
     loop = _Loop(strategy, evaluator, reward, hp, Path(run_dir), dict(meta or {}))
     loop.segment_start = time.perf_counter() if segment_start is None else segment_start
     loop.resume_or_start(say)
-    show = info.is_main and (progress if progress is not None else sys.stderr.isatty())
+    show = info.is_main and show_progress(progress)
     bar = tqdm(
         total=hp.budget,
         initial=evaluator.budget.spent,

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from bench.engine.checkpoint import load_model_weights
 from bench.engine.distributed import broadcast_object, dist_info, init_distributed
+from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan, prepare_run
 from bench.errors import BenchError
 from bench.fingerprint import value_sha256
@@ -398,7 +399,7 @@ def _write_outputs(
 def _references(search: _Search, progress: bool | None) -> dict[str, dict[str, float]]:
     """Top-1 and reward of the full and the SAM-free network (cached when already scored)."""
     n, size = search.strategy.ctx.n_slots, search.scorer.size
-    show = dist_info().is_main and (progress if progress is not None else sys.stderr.isatty())
+    show = dist_info().is_main and show_progress(progress)
     reference = {}
     labels = tqdm(("full", "none"), desc="reference masks", disable=not show, leave=False)
     for label in labels:

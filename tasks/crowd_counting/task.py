@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer, say
@@ -95,20 +94,6 @@ def build_caches(
     if not info.is_main:
         entries = build(False)
     return entries
-
-
-class _Counted(Dataset):
-    """`base` with a progress bar advanced per item read (a loader without workers)."""
-
-    def __init__(self, base: Dataset, bar: tqdm) -> None:
-        self.base, self.bar = base, bar
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> Any:
-        self.bar.update()
-        return self.base[i]
 
 
 def _items(samples: list[Sample], entries: list[CacheEntry]) -> list[Item]:
@@ -223,11 +208,7 @@ class CrowdCell(Cell):
         )
 
     def score(self, fitted: Fitted, device: str) -> Scored:
-        info = dist_info()
-        show = info.is_main and show_progress(self.progress)
-        n = len(range(info.rank, len(self.test_set), info.world_size))  # this rank's shard
-        with tqdm(total=n, desc="test", disable=not show, leave=False) as bar:
-            test = evaluate_counts(fitted.model, _Counted(self.test_set, bar), device)
+        test = evaluate_counts(fitted.model, self.test_set, device, progress=self.progress)
         out = fitted.facts
         extras = {
             "rmse": test["rmse"],
@@ -283,7 +264,7 @@ class CrowdCell(Cell):
             },
             "data": _cache_summary(self.entries),
             "options": {k: v for k, v in opts.to_dict().items() if k != "cache_dir"},
-            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+            "hparams": self.protocol_hparams(),
         }
 
 

@@ -12,6 +12,7 @@ nccl on CUDA) and mmengine's "pytorch" launcher finds it already initialised.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from bench.pretrained import SCRATCH, Init, check_ticket
 from bench.tickets import Ticket
 from bench.transfer import TASKS, TransferRun, TransferTask
 from tasks.segmentation.data import TRAIN_CLASSES, cityscapes_missing, find_root
+from tasks.segmentation.options import SegRuntime
 from tasks.segmentation.sample import sample_size
 
 TASK = "segmentation"
@@ -37,7 +39,7 @@ DEFAULT_DATA_ROOT = Path("data/cityscapes")  # mmseg's default layout, relative 
 RUN_KIND = "seg"
 # Options that steer the run but not its result (kept out of the run hash).
 # Not part of the run hash: they change what is printed or measured, not what is trained.
-RUNTIME_OPTIONS = ("measure_latency", "log_level", "with_cp")
+RUNTIME_OPTIONS = tuple(f.name for f in dataclasses.fields(SegRuntime))
 # On the bundled sample, a default budget that shows the whole flow in seconds.
 SAMPLE_ITERS = 20
 # MMSegmentation's published single-scale Cityscapes val mIoU of R-50-D8 at 512x1024
@@ -200,7 +202,7 @@ class SegCell(Cell):
         # every seed (the leaderboard matches it), so no ticket name, seed or path here.
         protocol: dict[str, Any] = {
             "decoder": hp.decoder,
-            "hparams": {k: v for k, v in hp.to_dict().items() if k != "seed"},
+            "hparams": self.protocol_hparams(),
             "max_iters": hp.max_iters,
             "world_size": self.dist.world_size,
             "global_batch": hp.batch_size * self.dist.world_size,
