@@ -193,8 +193,9 @@ def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]
         f"in shuffled order, after {report['warmup']} warm-up round(s); within a round a "
         f"side is called back to back until it has run at least {report['min_time_s']:g} s, "
         "the same number of calls for every side of a case unless their speeds are far "
-        "apart: calls/round); 95% CI: the distribution-free confidence interval of that "
-        "median (with 7 or 8 rounds: min to max).\n"
+        "apart: calls/round); spread: the least to the greatest per-round value; 95% CI "
+        "of median: its distribution-free confidence interval (with 7 or 8 rounds: the "
+        "spread). A missed target says whether that CI reaches it.\n"
     )
     if warning := busy_warning(m):
         head += f"\n**{warning}**\n"

@@ -8,9 +8,19 @@ none (no SAM), the supernet with the ticket's mask set and, for ResNet-50 SE, th
 with every slot off and torchvision's resnet50. Tickets: ResNet-50 takes the published EAN
 SGE ticket's mask (tickets/resnet50-sge-stage-ean.json, density 7/16), CIFAR ResNets a
 fixed random mask of density 1/2 (seed 0).
+
+Threads: batch 1 at 32 px runs on one thread (ONE_THREAD). There a second thread adds no
+speed (resnet56 b1: 6.9 ms per forward on one thread or two, 2 cores) but its hand-offs
+add jitter: over three fresh processes each, resnet56-cbam full/none measured
+1.953/1.948/1.946 on one thread and 1.999/1.994/2.034 on two, resnet56-se
+1.202/1.227/1.240 against 1.246/1.104/1.288. ResNet-50 at 224 px runs twice as fast on two
+threads, and batch 64 too, so those keep the run's threads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -34,6 +44,22 @@ CASES = {
     "full": [(b, SAMS_ALL, batch, side) for batch in (1, 64) for b, side in NATIVE_SIDE.items()],
     "quick": [("resnet20", ("se",), 1, 32), ("resnet20", ("se",), 8, 32)],
 }
+
+
+def one_thread(batch: int, side: int) -> bool:
+    """Whether a case runs on one torch thread (module docstring)."""
+    return batch == 1 and side <= 32
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def ticket_mask(backbone: str, n: int) -> tuple[int, ...]:
@@ -82,15 +108,15 @@ def metrics(nets: dict[str, torch.nn.Module], density: float) -> list[Metric]:
 
 
 def run(s: Session) -> None:
-    threads = torch.get_num_threads()
     for backbone, sams, batch, side in s.pick(CASES):
         x = torch.randn(batch, 3, side, side)
+        threads = 1 if one_thread(batch, side) else torch.get_num_threads()
         for sam in sams:
             nets, density = networks(backbone, sam)
             sides = {k: (lambda m=m, x=x: m(x)) for k, m in nets.items()}
-            with torch.inference_mode():
+            with torch.inference_mode(), torch_threads(threads):
                 s.compare(
-                    f"{backbone}-{sam} b{batch} {side}px",
+                    f"{backbone}-{sam} b{batch} {side}px" + (", 1 thread" if threads == 1 else ""),
                     sides,
                     metrics(nets, density),
                     info={

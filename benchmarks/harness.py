@@ -6,9 +6,10 @@ times of one round, so drifts in machine load hit both sides of a ratio alike. W
 round a side is called back to back often enough to run at least `min_time` (a count
 calibrated once after warm-up, the same for every side of a comparison where their speeds
 allow: repeat_counts), and its figure is the time per call. Reported: the median of the
-per-round figures and the distribution-free ~95% confidence interval of that median
-(bench.cost_table's order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds
-the extremes fall outside).
+per-round figures, their spread (least to greatest per-round value: where a run's rounds
+fall) and the distribution-free ~95% confidence interval of that median (bench.cost_table's
+order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds the extremes fall
+outside): where the median of runs like this one is expected, a narrower claim.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class Target:
     def met(self, value: float) -> bool:
         return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
 
+    def overlaps(self, lo: float, hi: float) -> bool:
+        """Whether some value in [lo, hi] meets the target."""
+        return (self.lo is None or hi >= self.lo) and (self.hi is None or lo <= self.hi)
+
     def __str__(self) -> str:
         if self.lo is not None and self.hi is not None:
             return f"{self.lo:.3g} to {self.hi:.3g}"
@@ -88,13 +93,15 @@ def ratio(name: str, a: str, b: str, target: Target | None = None) -> Metric:
 
 @dataclass(frozen=True)
 class Stat:
-    """Median of per-round values and its ~95% confidence interval [lo, hi] (None with
-    fewer than 6 rounds: too few for such an interval)."""
+    """Median of per-round values, its ~95% confidence interval [lo, hi] (None with fewer
+    than 6 rounds: too few for such an interval) and the rounds' spread [least, most]."""
 
     median: float
     lo: float | None
     hi: float | None
     n: int
+    least: float | None = None  # None: read from a report that did not keep it
+    most: float | None = None
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Stat:
@@ -105,7 +112,7 @@ class Stat:
         median = statistics.median(v)
         j = ci_rank(n)
         lo, hi = (v[j - 1], v[n - j]) if j else (None, None)
-        return cls(median, lo, hi, n)
+        return cls(median, lo, hi, n, v[0], v[-1])
 
     @property
     def spread(self) -> float:
@@ -117,6 +124,13 @@ class Stat:
         if self.lo is None or self.hi is None:
             return f"n/a ({self.n} rounds)"
         return f"{self.lo:.3f} to {self.hi:.3f}"
+
+    @property
+    def rounds_range(self) -> str:
+        """The spread of the rounds, least to greatest."""
+        if self.least is None or self.most is None:
+            return "n/a"
+        return f"{self.least:.3f} to {self.most:.3f}"
 
     def __str__(self) -> str:
         return f"{self.median:.3f} [{self.interval}]"
@@ -216,7 +230,11 @@ class Comparison:
 
 
 def _stat(d: Mapping[str, Any]) -> Stat:
-    return Stat(d["median"], d["lo"], d["hi"], d["n"])
+    values = d.get("values") or []
+    least, most = d.get("least"), d.get("most")
+    if least is None and values:  # a report written before the spread was kept
+        least, most = min(values), max(values)
+    return Stat(d["median"], d["lo"], d["hi"], d["n"], least, most)
 
 
 @dataclass
@@ -396,7 +414,8 @@ class Session:
             met = comp.met(name)
             flag = "" if met is None else ("  ok" if met else "  MISSED")
             target = _text(comp.targets[name])
-            line = f"  {case}: {name} {stat}" + (f" (target {target}){flag}" if target else "")
+            line = f"  {case}: {name} {stat} spread {stat.rounds_range}"
+            line += f" (target {target}){flag}" if target else ""
             self.echo(f"{line}  [{comp.calls} calls/round]")
         return comp
 
@@ -434,20 +453,31 @@ def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
 
 
 def figure_rows(comparisons: Sequence[Comparison]) -> list[list[Any]]:
-    """One row per figure: case, figure, median, CI, rounds, calls per round, target, met."""
+    """One row per figure (FIGURE_COLUMNS)."""
     rows = []
     for c in comparisons:
         for name, s in c.figures.items():
-            met = c.met(name)
             rows.append([
-                c.case, name, f"{s.median:.3f}", s.interval, s.n, c.calls,
-                _text(c.targets[name]) or "", "" if met is None else ("yes" if met else "**no**"),
+                c.case, name, f"{s.median:.3f}", s.rounds_range, s.interval, s.n, c.calls,
+                _text(c.targets[name]) or "", verdict(c.targets[name], s),
             ])  # fmt: skip
     return rows
 
 
-FIGURE_COLUMNS = ["case", "figure", "median", "95% CI", "rounds", "calls/round", "target",
-                  "met"]  # fmt: skip
+FIGURE_COLUMNS = ["case", "figure", "median", "spread (rounds)", "95% CI of median", "rounds",
+                  "calls/round", "target", "met"]  # fmt: skip
+
+
+def verdict(target: Target | None, s: Stat) -> str:
+    """Whether the median meets the target; a miss says whether the median's CI reaches
+    the target (a miss within the noise) or lies wholly outside it."""
+    if target is None:
+        return ""
+    if target.met(s.median):
+        return "yes"
+    if s.lo is not None and s.hi is not None and target.overlaps(s.lo, s.hi):
+        return "**no** (CI reaches it)"
+    return "**no**"
 
 
 def session_markdown(name: str, doc: str, result: Mapping[str, Any], s: Session | None) -> str:

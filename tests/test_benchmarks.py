@@ -21,6 +21,7 @@ from benchmarks.harness import (
     repeat_counts,
     summarize,
     time_rounds,
+    verdict,
 )
 from benchmarks.processes import split_rounds
 
@@ -34,6 +35,19 @@ def test_stat_is_the_median_and_its_distribution_free_ci() -> None:
     assert (s10.median, s10.lo, s10.hi, s10.spread) == (5.5, 2.0, 9.0, 3.5)
     s3 = Stat.of([1.0, 2.0, 3.0])  # too few rounds for a 95% interval
     assert s3.lo is None and s3.interval == "n/a (3 rounds)" and s3.spread == float("inf")
+    # The rounds' spread is every round, least to greatest, CI or not.
+    assert (s10.least, s10.most, s3.rounds_range) == (1.0, 10.0, "1.000 to 3.000")
+
+
+def test_a_miss_says_whether_the_ci_reaches_the_target() -> None:
+    # n = 10: CI [x(2), x(9)] = [0.92, 1.01] for these values, median 0.965.
+    s = Stat.of([0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.01, 1.05])
+    assert (s.lo, s.hi) == (0.92, 1.01)
+    assert verdict(Target(lo=0.95), s) == "yes"
+    assert verdict(Target(lo=1.0), s) == "**no** (CI reaches it)"
+    assert verdict(Target(lo=1.02), s) == "**no**"  # 1.05 is a round, not in the CI
+    assert verdict(Target(0.98, 1.02), s) == "**no** (CI reaches it)"
+    assert verdict(Target(hi=0.9), s) == "**no**" and verdict(None, s) == ""
 
 
 def test_figures_are_paired_within_rounds() -> None:
@@ -137,7 +151,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
                 assert {"median", "lo", "hi", "n", "target", "met"} <= set(fig)
     density = report["benchmarks"]["density"]["comparisons"][0]
     assert density["info"]["max_abs_diff_rel"] < 1e-6  # equal output, checked
-    assert "| case | figure | median | 95% CI | rounds | calls/round |" in md
+    head = "| case | figure | median | spread (rounds) | 95% CI of median | rounds | calls/round |"
+    assert head in md
     assert m["cpu_model"] in md and "at least 0.02 s" in md and report["min_time_s"] == 0.02
     # Batch-1 inference of the four core networks: one count for all (speeds within 4x).
     core = report["benchmarks"]["core"]["comparisons"][0]
@@ -149,8 +164,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     n = sum(len(c["figures"]) for r in report["benchmarks"].values() for c in r["comparisons"])
     assert main(["compare", str(run / "report.json"), str(run / "report.json")]) == 0
     tally = (
-        f"agree: 0 of {n} ({n} without a CI); one way only: 0; CIs overlap: 0; "
-        "only in A: 0, only in B: 0"
+        f"within spread: {n} of {n}; within CI: 0 ({n} without a CI); one way only: 0; "
+        "CIs overlap: 0; only in A: 0, only in B: 0"
     )
     assert tally in capsys.readouterr().out
 
@@ -167,8 +182,11 @@ def test_every_benchmark_runs_quick(tmp_path: Path, search_fmnist_root: Path) ->
     assert "Evaluations to reach the true top 1%" in md
 
 
-def _fig(median: float, lo: float | None, hi: float | None, n: int = 9) -> dict:
-    return {"median": median, "lo": lo, "hi": hi, "n": n, "target": None, "met": None}
+def _fig(median: float, lo: float | None, hi: float | None, n: int = 9,
+         spread: tuple[float, float] | None = None) -> dict:  # fmt: skip
+    least, most = spread or (lo, hi)
+    return {"median": median, "lo": lo, "hi": hi, "n": n, "least": least, "most": most,
+            "target": None, "met": None}  # fmt: skip
 
 
 def _write(path: Path, benchmarks: dict) -> Path:
@@ -187,7 +205,7 @@ def test_compare_says_which_figures_agree(tmp_path: Path, capsys) -> None:
     b = _write(tmp_path / "b.json", {
         "core": {"comparisons": [{"case": "c1", "figures": {
             "x": _fig(1.04, 1.00, 1.10), "y": _fig(2.2, 2.15, 2.3),
-            "w": _fig(3.1, None, None, 3)}}]},
+            "w": _fig(3.1, None, None, 3, spread=(2.9, 3.3))}}]},
         "density": {"comparisons": [{"case": "d1", "figures": {"z": _fig(105.0, 104.0, 106.0)}}]},
     })  # fmt: skip
     assert main(["compare", str(a), str(b)]) == 0
@@ -195,17 +213,20 @@ def test_compare_says_which_figures_agree(tmp_path: Path, capsys) -> None:
     cells = [[c.strip() for c in line.strip(" |").split("|")] for line in out.splitlines()
              if line.startswith(("| core", "| density"))]  # fmt: skip
     rows = {c[2]: c[5:] for c in cells}
+    # Spreads here equal the CIs, except w's (B: 2.9 to 3.3; A's 2 to 4).
     # x: 1.00 in [1.00, 1.10] (bound included), 1.04 in [0.95, 1.05]: agree.
-    assert rows["x"] == ["yes", "yes", "yes", "yes"]
+    assert rows["x"] == ["yes", "yes", "yes", "yes", "yes"]
     # y: 2.0 not in [2.15, 2.3], 2.2 not in [1.9, 2.1].
-    assert rows["y"] == ["no", "no", "**no**", "no"]
+    assert rows["y"] == ["**no**", "no", "no", "**no**", "no"]
     # z: 100 not in [104, 106]; 105 in [90, 110]: one way only, no agreement.
-    assert rows["z"] == ["no", "yes", "**no**", "yes"]
-    # w: B ran 3 rounds, no CI: A's median cannot be placed; 3.1 in [2, 4].
-    assert rows["w"] == ["n/a", "yes", "**no**", "n/a"]
-    tally = "agree: 1 of 4 (1 without a CI); one way only: 2; CIs overlap: 2; only in A: 1,"
-    assert f"{tally} only in B: 0" in out
-    assert "1.000 [0.950 to 1.050]" in out and "3.100 [n/a (3 rounds)]" in out
+    assert rows["z"] == ["**no**", "no", "yes", "**no**", "yes"]
+    # w: B ran 3 rounds, no CI: A's median cannot be placed in it, but 3.0 lies in B's
+    # spread and 3.1 in A's: within spread.
+    assert rows["w"] == ["yes", "n/a", "yes", "**no**", "n/a"]
+    tally = "within spread: 2 of 4; within CI: 1 (1 without a CI); one way only: 2; "
+    assert f"{tally}CIs overlap: 2; only in A: 1, only in B: 0" in out
+    assert "1.000 [0.950 to 1.050] (0.950 to 1.050)" in out
+    assert "3.100 [n/a (3 rounds)] (2.900 to 3.300)" in out
 
 
 @pytest.mark.parametrize("text, says", [
