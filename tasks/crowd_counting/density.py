@@ -196,11 +196,9 @@ def csrnet_density(
     full-image float32 gaussian_filter(mode="constant") per pixel (scipy filters axis 0,
     rounds to float32, then axis 1), accumulated in the same order.
     """
-    gt = np.zeros(shape, dtype=np.float64)
-    gt[rows, cols] = 1.0
+    ys, xs = distinct_pixels(rows, cols, shape)
     if spec.kernel == "fixed":
-        return csrnet_fixed(gt, spec), int(gt.sum())
-    ys, xs = np.nonzero(gt)  # row-major, as the notebook's np.nonzero
+        return csrnet_fixed(ys, xs, shape, spec), len(ys)
     n = len(ys)
     dst = np.zeros(shape, dtype=np.float32)
     if n == 0:
@@ -224,6 +222,15 @@ def csrnet_density(
     return dst.astype(np.float64), n
 
 
+def distinct_pixels(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of the notebook's 0/1 point map, in np.nonzero's row-major order, without
+    the map: heads on one pixel count once (scanning the map took 3 ms at 768 x 1024)."""
+    flat = np.unique(np.asarray(rows, dtype=np.int64) * shape[1] + cols)
+    return flat // shape[1], flat % shape[1]
+
+
 def reflected_kernel(center: int, size: int, kernel: np.ndarray) -> tuple[int, np.ndarray]:
     """gaussian_filter1d's mode="reflect" response to a unit impulse at `center` on a line
     of `size` pixels: (first pixel, values). Taps past an end fold back (d c b a | a b c d),
@@ -239,23 +246,30 @@ def reflected_kernel(center: int, size: int, kernel: np.ndarray) -> tuple[int, n
     return lo, out
 
 
-def csrnet_fixed(gt: np.ndarray, spec: DensitySpec) -> np.ndarray:
-    """CSRNet's Part B map, `gaussian_filter(gt, sigma)` (mode "reflect", float64), of a 0/1
-    head map. With few heads each head's reflected kernel is added on its footprint instead
-    (the same values up to float64 rounding): n x (2r+1)^2 additions instead of the
-    filter's 2 x H x W x (2r+1) multiply-adds, chosen when under an eighth of them (the
-    footprint loop pays a per-head overhead the filter does not)."""
-    h, w = gt.shape
+def csrnet_fixed(
+    ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], spec: DensitySpec
+) -> np.ndarray:
+    """CSRNet's Part B map, `gaussian_filter(gt, sigma)` (mode "reflect", float64), of the
+    0/1 map `gt` of the distinct head pixels (ys, xs). With few heads each head's reflected
+    kernel is added on its footprint instead (the same values up to float64 rounding):
+    n x (2r+1)^2 additions instead of the filter's 2 x H x W x (2r+1) multiply-adds, chosen
+    while under a third of them (numpy adds patches at about a third of the filter's rate:
+    at 768 x 1024, sigma 15, 2,000 heads took 27 ms on footprints, the filter 64 ms).
+    Heads whose kernel folds at no border share one precomputed patch."""
+    h, w = shape
     kernel = gaussian_kernel1d(spec.sigma, spec.truncate)
-    ys, xs = np.nonzero(gt)
-    if 4 * len(ys) * len(kernel) > h * w:
+    if 3 * len(ys) * len(kernel) > 2 * h * w:
+        gt = np.zeros(shape)
+        gt[ys, xs] = 1.0
         return gaussian_filter(gt, spec.sigma, truncate=spec.truncate)
     rows = {y: reflected_kernel(y, h, kernel) for y in set(ys.tolist())}
     cols = {x: reflected_kernel(x, w, kernel) for x in set(xs.tolist())}
+    interior = np.outer(kernel, kernel)
     dst = np.zeros((h, w))
     for y, x in zip(ys.tolist(), xs.tolist()):
         (y0, ky), (x0, kx) = rows[y], cols[x]
-        dst[y0 : y0 + len(ky), x0 : x0 + len(kx)] += np.outer(ky, kx)
+        patch = interior if ky is kernel and kx is kernel else np.outer(ky, kx)
+        dst[y0 : y0 + len(ky), x0 : x0 + len(kx)] += patch
     return dst
 
 
