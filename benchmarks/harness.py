@@ -400,14 +400,17 @@ class Session:
         *,
         info: Mapping[str, Any] | None = None,
         rounds: int | None = None,
+        min_time: float | None = None,
     ) -> Comparison:
-        """Time `sides` interleaved and record each metric's median and spread."""
+        """Time `sides` interleaved and record each metric's median and spread (`min_time`:
+        each side's least time per round where the session's is too short for a case)."""
         n, t0 = rounds or self.rounds, time.perf_counter()
+        least = max(self.min_time, min_time or 0.0)
         per_round, repeats = time_rounds(
-            sides, n, self.warmup, min_time=self.min_time, desc=f"{self.name}: {case}"
+            sides, n, self.warmup, min_time=least, desc=f"{self.name}: {case}"
         )
         comp = summarize(case, per_round, metrics, warmup=self.warmup, repeats=repeats,
-                         min_time=self.min_time)  # fmt: skip
+                         min_time=least)  # fmt: skip
         comp.info = {**(info or {}), "timing_s": round(time.perf_counter() - t0, 2)}
         self.comparisons.append(comp)
         for name, stat in comp.figures.items():
