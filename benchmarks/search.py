@@ -3,7 +3,8 @@ the same networks on the same images, and evaluations each strategy needs to rea
 top 1% of a space scored exhaustively; growth of the search's wall time with depth.
 
 The embedded default: Fashion-MNIST, resnet20-se, the short preset's supernet (trained once
-into the report root's supernets/ and reused) and its held-out scoring subset. Evaluator
+into the report root's supernets/ and reused, as is its exhaustive table) and its held-out
+scoring subset. Evaluator
 sides score a stream of masks from an empty stage cache: "before" without shared work (the
 evaluator as it was), "evaluator" with it (the default, bit-identical scores), "fast" adding
 folded BN and channels_last (opt-in); "plain" runs each mask's materialized network (built
@@ -26,6 +27,8 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from bench.engine.checkpoint import load_model_weights
+from bench.fingerprint import file_sha256, value_sha256
+from bench.io import atomic_write_json, read_json
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.slots import build_supernet, materialize
 from bench.search.budget import Budget
@@ -42,7 +45,7 @@ from bench.search.loop import search_loop
 from bench.search.reward import Reward
 from bench.search.strategies import STRATEGIES, SearchContext
 from bench.search.strategies.base import derived_seed
-from bench.search.supernet import train_supernet
+from bench.search.supernet import SupernetRun, train_supernet
 from bench.tickets import stage_sizes
 from benchmarks.harness import Metric, Session, Target, ratio
 
@@ -73,8 +76,9 @@ QUICK = {  # the test-scale preset (tests/fixtures_search.py TINY)
 }
 
 
-def trained_supernet(s: Session) -> tuple[SlotResNet, Dataset, SearchHParams]:
-    """The short preset's supernet (trained or reused), its scoring subset, search hparams."""
+def trained_supernet(s: Session) -> tuple[SupernetRun, SlotResNet, Subset, SearchHParams]:
+    """The short preset's supernet (trained or reused: its run and network), its scoring
+    subset and search hparams."""
     from tasks.classification.datasets import load_splits
 
     preset = resolve_preset("short", DATASET, **(QUICK if s.quick else {}))
@@ -88,7 +92,7 @@ def trained_supernet(s: Session) -> tuple[SlotResNet, Dataset, SearchHParams]:
     load_model_weights(net, sup.weights)
     hp = preset.search
     idx = fixed_subset(len(splits.heldout), hp.eval_subset, derived_seed(0, "scoring"))
-    return net.eval(), Subset(splits.heldout, idx.tolist()), hp
+    return sup, net.eval(), Subset(splits.heldout, idx.tolist()), hp
 
 
 def all_masks(n: int) -> list[Mask]:
@@ -195,16 +199,28 @@ def _median(v: Sequence[float]) -> float | None:
     return float(statistics.median(v)) if v else None
 
 
-def exhaustive(s: Session, net: SlotResNet, scoring: Dataset, hp: SearchHParams) -> dict:
-    """Every mask scored once by the default evaluator, in lexicographic order."""
+def exhaustive(s: Session, sup: SupernetRun, net: SlotResNet, scoring: Subset,
+               hp: SearchHParams) -> dict[str, float]:  # fmt: skip
+    """Every mask scored once by the default evaluator, in lexicographic order. Kept beside
+    the supernet, keyed by its weights, the scoring images, the batch size and torch, so the
+    run's later processes and later runs read the table instead of scoring it again."""
+    key = value_sha256({"weights": file_sha256(sup.weights), "images": list(scoring.indices),
+                        "batch": hp.eval_batch_size, "torch": torch.__version__}, 16)  # fmt: skip
+    path = sup.path / f"exhaustive-{key}.json"
+    if path.is_file():
+        made = read_json(path)
+        s.note(f"exhaustive: {made['note']} (when first made; read from {path})")
+        return made["table"]
     scorer = SupernetScorer(net, scoring, "cpu", batch_size=hp.eval_batch_size)
     n = len(net.slot_ids)
     t0 = time.perf_counter()
     table = {mask_key(m): scorer(m, scorer.size).top1 for m in all_masks(n)}
     total = 2**n * n * math.ceil(scorer.size / scorer.batch_size)  # block runs without sharing
-    s.note(f"exhaustive: all {2**n} masks scored on {scorer.size} images in "
-           f"{time.perf_counter() - t0:.1f} s; shared work skipped {scorer.blocks_skipped} "
-           f"of {total} block runs")  # fmt: skip
+    note = (f"all {2**n} masks scored on {scorer.size} images in "
+            f"{time.perf_counter() - t0:.1f} s; shared work skipped {scorer.blocks_skipped} "
+            f"of {total} block runs")  # fmt: skip
+    atomic_write_json(path, {"note": note, "table": table})
+    s.note(f"exhaustive: {note}")
     return table
 
 
@@ -265,9 +281,9 @@ def _growth_figure(rows: list[list[Any]]) -> Any:
 
 def run(s: Session) -> None:
     sizes = s.pick(SIZES)
-    net, scoring, hp = trained_supernet(s)
+    sup, net, scoring, hp = trained_supernet(s)
     n = len(net.slot_ids)
-    table = exhaustive(s, net, scoring, hp)
+    table = exhaustive(s, sup, net, scoring, hp)
     size = len(scoring)
     lex = all_masks(n)[: sizes.stream]
     asked: list[Mask] = []

@@ -284,3 +284,35 @@ def test_rounds_run_in_processes_are_pooled(tmp_path: Path, capsys) -> None:
             assert fig["values"] == [v for p in parts for v in p["figures"][name]["values"]]
             assert fig["n"] == 6 and fig["lo"] is not None  # 6 rounds: a CI, 3 had none
     assert (run / "density_growth.png").is_file() and "![density_growth]" in md
+
+
+def test_exhaustive_table_is_kept_beside_the_supernet(
+    tmp_path: Path, search_fmnist_root: Path
+) -> None:
+    import torch
+    from torch.utils.data import Subset
+
+    from bench.models.resnet import build_model
+    from bench.search.hparams import SearchHParams
+    from bench.search.supernet import SupernetRun
+    from benchmarks.harness import Session
+    from benchmarks.search import exhaustive
+    from tasks.classification.datasets import load_splits
+
+    heldout = load_splits("fashion-mnist", search_fmnist_root, image_size=16).heldout
+    torch.manual_seed(0)
+    net = build_model("resnet20-se", num_classes=10).eval()
+    torch.save(net.state_dict(), tmp_path / "latest.pt")
+    sup = SupernetRun(tmp_path, tmp_path / "latest.pt", {})
+    s = Session("search", rounds=1, warmup=0, out=tmp_path / "r", echo=lambda _m: None)
+    hp = SearchHParams()
+    first = exhaustive(s, sup, net, Subset(heldout, list(range(8))), hp)
+    assert len(first) == 512 and len(list(tmp_path.glob("exhaustive-*.json"))) == 1
+    assert "scored on 8 images" in s.notes[-1] and "read from" not in s.notes[-1]
+    # Read back, not scored again: a network with other weights still gets the kept table.
+    other = build_model("resnet20-se", num_classes=10).eval()
+    assert exhaustive(s, sup, other, Subset(heldout, list(range(8))), hp) == first
+    assert "read from" in s.notes[-1]
+    # Other scoring images (or other weights in the file): a new table.
+    exhaustive(s, sup, net, Subset(heldout, list(range(1, 9))), hp)
+    assert len(list(tmp_path.glob("exhaustive-*.json"))) == 2 and "read from" not in s.notes[-1]
