@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="run the rounds in N processes one after another and pool them, so the spread "
-        "holds what differs between runs (default 3; quick 1)",
+        "holds what differs between runs (default 4; quick 1)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="report root")
     # A child process of a pooled run keeps what runs reuse (a supernet) in its parent's root.
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out / (stamp + ("" if mode == "default" else f"-{mode}"))
     out.mkdir(parents=True, exist_ok=True)
     min_time = default_min_time(mode) if args.min_time is None else args.min_time
-    processes = min(args.processes or (1 if args.quick else 3), rounds)
+    processes = min(args.processes or (1 if args.quick else 4), rounds)
     report: dict[str, Any] = {
         "started": stamp, "mode": mode, "rounds": rounds, "warmup": args.warmup,
         "min_time_s": min_time, "processes": processes, "machine": machine(), "benchmarks": {},

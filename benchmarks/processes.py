@@ -3,7 +3,7 @@
 Two runs of the same benchmark in two processes can differ by more than the round-to-round
 spread inside either: memory layout, one-off library choices (oneDNN kernels, allocator
 state) and the machine's state minutes apart are fixed within a process. `python -m
-benchmarks` therefore runs its rounds in `--processes` child processes (default 3; a quick
+benchmarks` therefore runs its rounds in `--processes` child processes (default 4; a quick
 run 1) and pools every child's per-round values, so the printed spread holds what differs
 between runs, and a second run can be judged against it (`python -m benchmarks compare`).
 """
