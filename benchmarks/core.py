@@ -10,7 +10,7 @@ with every slot off and torchvision's resnet50. Tickets: ResNet-50 takes the pub
 SGE ticket's mask (tickets/resnet50-sge-stage-ean.json, density 7/16), CIFAR ResNets a
 fixed random mask of density 1/2 (seed 0).
 
-Threads: batch 1 at 32 px runs on one thread (ONE_THREAD). There a second thread adds no
+Threads: batch 1 at 32 px runs on one thread (`one_thread`). There a second thread adds no
 speed (resnet56 b1: 6.9 ms per forward on one thread or two, 2 cores) but its hand-offs
 add jitter: over three fresh processes each, resnet56-cbam full/none measured
 1.953/1.948/1.946 on one thread and 1.999/1.994/2.034 on two, resnet56-se

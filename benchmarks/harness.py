@@ -6,10 +6,10 @@ times of one round, so drifts in machine load hit both sides of a ratio alike. W
 round a side is called back to back often enough to run at least `min_time` (a count
 calibrated once after warm-up, the same for every side of a comparison where their speeds
 allow: repeat_counts), and its figure is the time per call. Reported: the median of the
-per-round figures, their spread (least to greatest per-round value: where a run's rounds
+per-round figures, their spread (least to greatest per-round value: where single rounds
 fall) and the distribution-free ~95% confidence interval of that median (bench.cost_table's
 order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds the extremes fall
-outside): where the median of runs like this one is expected, a narrower claim.
+outside): the narrower claim of where the median of runs like this one lies.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ top 1% of a space scored exhaustively; growth of the search's wall time with dep
 
 The embedded default: Fashion-MNIST, resnet20-se, the short preset's supernet (trained once
 into the report root's supernets/ and reused, as is its exhaustive table) and its held-out
-scoring subset. Evaluator
-sides score a stream of masks from an empty stage cache: "before" without shared work (the
-evaluator as it was), "evaluator" with it (the default, bit-identical scores), "fast" adding
-folded BN and channels_last (opt-in); "plain" runs each mask's materialized network (built
-before timing) over the same images. Streams: the first masks in exhaustive (lexicographic) order,
-and every mask a whole REINFORCE search (seed 0, the short preset's budget of 60) asks for,
-in its order; from an empty cache, as a search starts.
+scoring subset. Evaluator sides score a stream of masks from an empty stage cache: "before"
+without shared work (the evaluator as it was), "evaluator" with it (the default,
+bit-identical scores), "fast" adding folded BN and channels_last (opt-in); "plain" runs each
+mask's materialized network (built before timing) over the same images. Streams: the first
+masks in exhaustive (lexicographic) order, and every mask a whole REINFORCE search (seed 0,
+the short preset's budget of 60) asks for, in its order; from an empty cache, as a search
+starts.
 """
 
 from __future__ import annotations

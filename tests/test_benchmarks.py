@@ -158,6 +158,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     core = report["benchmarks"]["core"]["comparisons"][0]
     assert len(set(core["repeats"].values())) == 1
     assert "Part B, 20 heads" in md and "overhead removed" in md
+    assert "resnet20-se b1 32px, 1 thread |" in md  # (--threads 1: b8 too)
     assert (run / "density_growth.png").is_file()
     assert "report: " in capsys.readouterr().out
     # The report read back by compare: every figure shared, none with a CI in 3 rounds.
@@ -316,3 +317,15 @@ def test_exhaustive_table_is_kept_beside_the_supernet(
     # Other scoring images (or other weights in the file): a new table.
     exhaustive(s, sup, net, Subset(heldout, list(range(1, 9))), hp)
     assert len(list(tmp_path.glob("exhaustive-*.json"))) == 2 and "read from" not in s.notes[-1]
+
+
+def test_one_thread_cases_leave_the_thread_count_as_it_was() -> None:
+    import torch
+
+    from benchmarks.core import one_thread, torch_threads
+
+    assert one_thread(1, 32) and not one_thread(1, 224) and not one_thread(64, 32)
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
