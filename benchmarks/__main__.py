@@ -163,6 +163,20 @@ def busy_warning(m: dict[str, Any]) -> str:
     )
 
 
+def smoke_warning(report: dict[str, Any]) -> str:
+    """A warning when the run is too short to measure ("" otherwise): under 7 rounds no
+    95% CI exists, and without a warm-up round the first calls pay one-off costs (a
+    one-round run without one read 1.59 for a ratio that measures 1.01)."""
+    short = report["rounds"] < 7
+    if not short and report["warmup"] > 0:
+        return ""
+    n = report["rounds"]
+    what = [f"{n} round" + ("s" if n != 1 else "")] if short else []
+    what += ["no warm-up"] if report["warmup"] == 0 else []
+    return (f"Smoke run ({', '.join(what)}): these figures show that the benchmarks run; "
+            "they are not measurements (7 rounds or more after a warm-up are).")  # fmt: skip
+
+
 def _busy(m: dict[str, Any]) -> str:
     busy = m.get("busy_cores_start")
     return "" if busy is None else f"{busy:.1f} cores busy at start, "
@@ -197,8 +211,8 @@ def write_report(out: Path, report: dict[str, Any], sessions: dict[str, Session]
         "of median: its distribution-free confidence interval (with 7 or 8 rounds: the "
         "spread). A missed target says whether that CI reaches it.\n"
     )
-    if warning := busy_warning(m):
-        head += f"\n**{warning}**\n"
+    for warning in (busy_warning(m), smoke_warning(report)):
+        head += f"\n**{warning}**\n" if warning else ""
     parts = [head]
     for name, res in report["benchmarks"].items():
         parts.append(session_markdown(name, res["doc"], res, sessions.get(name)))

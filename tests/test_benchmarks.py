@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import busy_cores, busy_warning, main
+from benchmarks.__main__ import busy_cores, busy_warning, main, smoke_warning
 from benchmarks.harness import (
     Comparison,
     Stat,
@@ -154,6 +154,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     head = "| case | figure | median | spread (rounds) | 95% CI of median | rounds | calls/round |"
     assert head in md
     assert m["cpu_model"] in md and "at least 0.02 s" in md and report["min_time_s"] == 0.02
+    assert "**Smoke run (3 rounds): these figures show that the benchmarks run" in md
     # Batch-1 inference of the four core networks: one count for all (speeds within 4x).
     core = report["benchmarks"]["core"]["comparisons"][0]
     assert len(set(core["repeats"].values())) == 1
@@ -329,3 +330,12 @@ def test_one_thread_cases_leave_the_thread_count_as_it_was() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_run_too_short_to_measure_says_so() -> None:
+    assert smoke_warning({"rounds": 9, "warmup": 1}) == ""
+    assert smoke_warning({"rounds": 7, "warmup": 1}) == ""
+    assert "Smoke run (6 rounds)" in smoke_warning({"rounds": 6, "warmup": 1})
+    assert "Smoke run (9 rounds" not in smoke_warning({"rounds": 9, "warmup": 0})
+    assert "Smoke run (no warm-up)" in smoke_warning({"rounds": 9, "warmup": 0})
+    assert "Smoke run (1 round, no warm-up)" in smoke_warning({"rounds": 1, "warmup": 0})
