@@ -157,6 +157,34 @@ def test_train_learns_and_writes_files(tmp_path: Path) -> None:
         assert torch.equal(v, latest["model"][k])
 
 
+def test_channels_last_on_cpu_trains_the_same_network(tmp_path: Path) -> None:
+    # channels_last runs on CPU too (oneDNN's channels-last kernels): its convolution
+    # weights in that format, nothing said to be "ignored", and the same training up to
+    # rounding. Its first-layer weight gradients are less exact there (about 1e-3 of their
+    # norm from float64, against 1e-6 contiguous), so updates are compared, not bits.
+    from bench.models.resnet import build_model
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 3, 16, 16, generator=g),
+                         torch.randint(0, 10, (64,), generator=g))  # fmt: skip
+    nets, said = {}, []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        nets[cl] = build_model("resnet20", num_classes=10)
+        train(nets[cl], data, {}, hp_small(epochs=1, channels_last=cl), tmp_path / str(cl),
+              "cpu", select_on=None, log=said.append, progress=False)  # fmt: skip
+    torch.manual_seed(0)
+    init = build_model("resnet20", num_classes=10).state_dict()
+    conv = next(m for m in nets[True].modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any("channels_last" in line for line in said)
+    plain, cl = nets[False].state_dict(), nets[True].state_dict()
+    assert plain.keys() == cl.keys()
+    for k in (k for k, v in plain.items() if v.is_floating_point()):
+        step = (plain[k] - init[k]).norm()
+        assert (cl[k] - plain[k]).norm() <= 0.05 * step + 1e-6, k  # measured: at most 0.025
+
+
 def test_evaluate_counts_and_restores_mode() -> None:
     torch.manual_seed(0)
     model = TinyNet(3).train()

@@ -254,7 +254,13 @@ class TrainHParams(HParams):
     label_smoothing: float = hparam(0.0, "cross-entropy label smoothing", bound="in [0, 1)")
     amp: bool = hparam(False, "mixed precision (CUDA only; ignored on CPU)")
     amp_dtype: Literal["bf16", "fp16"] = hparam("bf16", "autocast dtype; fp16 adds a GradScaler")
-    channels_last: bool = hparam(False, "channels-last memory format (CUDA only; ignored on CPU)")
+    channels_last: bool = hparam(
+        False,
+        "channels-last memory format, on CUDA and CPU (on 2 CPU cores, resnet20-se training "
+        "at batch 128 ran 1.27x as fast, ResNet-50 at 112 px about the same; on CPU the "
+        "first layers' weight gradients are less exact: about 1e-3 of their norm from "
+        "float64, against 1e-6 without it); off by default",
+    )
     compile: bool = hparam(False, "torch.compile the training forward")
     num_workers: int = hparam(0, "DataLoader worker processes", bound=">= 0")
     seed: int = hparam(0, "seed of every RNG: init, data order, augmentation, dropout")

@@ -340,10 +340,9 @@ def _setup(
     """Device placement, the data loader, optimizer, schedule and AMP scaler."""
     cuda = device.type == "cuda"
     amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp and cuda else None
-    channels_last = hp.channels_last and cuda
-    for flag in ("amp", "channels_last"):
-        if getattr(hp, flag) and not cuda:
-            say(f"note: {flag} is CUDA-only; ignored on {device.type}")
+    channels_last = hp.channels_last  # CPU too: oneDNN's channels-last convolutions
+    if hp.amp and not cuda:
+        say(f"note: amp is CUDA-only; ignored on {device.type}")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
