@@ -60,7 +60,7 @@ HP = TrainHParams(epochs=2, batch_size=16, eval_batch_size=8, lr=0.05, warmup_ep
 TRAIN_N, VAL_N = 64, 37  # 37: uneven eval shards (19 + 18) and a short last batch
 
 
-def _worker(out: Path) -> None:
+def _worker(out: Path, hp: TrainHParams) -> None:
     info = init_distributed()
     assert info.world_size == 2
     runs = out / "runs"
@@ -81,21 +81,21 @@ def _worker(out: Path) -> None:
                     writes.append(f"{event} {args}")
 
         sys.addaudithook(audit)
-    plan = prepare_run(runs, "train", {"dataset": "blobs"}, HP)
+    plan = prepare_run(runs, "train", {"dataset": "blobs"}, hp)
     torch.manual_seed(0)  # same init on both ranks (DDP would broadcast rank 0's anyway)
     model = TinyNet()
     res = train(
         model,
         blobs(TRAIN_N, 0),
         {"val": blobs(VAL_N, 1)},
-        HP,
+        hp,
         plan.path,
         "cpu",
         select_on="val",
         log=lambda _m: None,
         progress=False,
     )
-    resumed = _killed_mid_epoch_and_resumed(out / "runs2")
+    resumed = _killed_mid_epoch_and_resumed(out / "runs2", hp)
     torch.save(
         {"state": model.state_dict(), "result": res, "writes": writes, "dir": str(plan.path),
          "resumed": resumed},
@@ -108,7 +108,7 @@ class Killed(Exception):
     pass
 
 
-def _killed_mid_epoch_and_resumed(runs: Path) -> dict:
+def _killed_mid_epoch_and_resumed(runs: Path, hp: TrainHParams) -> dict:
     """The same run stopped on every rank before step 3 (epoch 1, batch 3 of 4; checkpoint
     after every batch), then resumed: it must end as the uninterrupted one."""
 
@@ -117,10 +117,10 @@ def _killed_mid_epoch_and_resumed(runs: Path) -> dict:
             raise Killed
 
     def run(init_seed: int, **kw) -> dict:
-        plan = prepare_run(runs, "train", {"dataset": "blobs"}, HP)
+        plan = prepare_run(runs, "train", {"dataset": "blobs"}, hp)
         torch.manual_seed(init_seed)
         model = TinyNet()
-        res = train(model, blobs(TRAIN_N, 0), {"val": blobs(VAL_N, 1)}, HP, plan.path, "cpu",
+        res = train(model, blobs(TRAIN_N, 0), {"val": blobs(VAL_N, 1)}, hp, plan.path, "cpu",
                     select_on="val", log=lambda _m: None, progress=False,
                     checkpoint=CheckpointEvery(seconds=None, batches=1), **kw)  # fmt: skip
         return {"state": model.state_dict(), "history": res["history"]}
@@ -132,14 +132,17 @@ def _killed_mid_epoch_and_resumed(runs: Path) -> dict:
     return run(5)  # another init: the checkpoint must overwrite it
 
 
-def test_two_process_gloo(tmp_path: Path) -> None:
+# channels_last: CPU convolutions in that format under DDP (gradient buckets and all).
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_two_process_gloo(tmp_path: Path, channels_last: bool) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
     }
-    cmd = torchrun_command(2, [__file__, "--out", str(tmp_path)])
+    flags = ["--channels-last"] if channels_last else []
+    cmd = torchrun_command(2, [__file__, "--out", str(tmp_path), *flags])
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -147,6 +150,8 @@ def test_two_process_gloo(tmp_path: Path) -> None:
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     for k, v in r0["state"].items():
         assert torch.equal(v, r1["state"][k]), k
+    conv = r0["state"]["body.0.weight"]  # trained in the format asked for
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert r1["writes"] == []
     run = Path(r0["dir"])
     assert sorted(p.name for p in run.iterdir()) == [
@@ -186,4 +191,6 @@ def test_two_process_gloo(tmp_path: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    _worker(parser.parse_args().out)
+    parser.add_argument("--channels-last", action="store_true")
+    args = parser.parse_args()
+    _worker(args.out, HP.replace(channels_last=args.channels_last))
