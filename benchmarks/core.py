@@ -10,7 +10,7 @@ with every slot off and torchvision's resnet50. Tickets: ResNet-50 takes the pub
 SGE ticket's mask (tickets/resnet50-sge-stage-ean.json, density 7/16), CIFAR ResNets a
 fixed random mask of density 1/2 (seed 0).
 
-Threads: batch 1 at 32 px runs on one thread (`one_thread`). There a second thread adds no
+Threads: batch 1 at 32 px runs on one thread (`single_threaded`). There a second thread adds no
 speed (resnet56 b1: 6.9 ms per forward on one thread or two, 2 cores) but its hand-offs
 add jitter: over three fresh processes each, resnet56-cbam full/none measured
 1.953/1.948/1.946 on one thread and 1.999/1.994/2.034 on two, resnet56-se
@@ -24,14 +24,14 @@ the difference of two nearly equal times, so its share swung between runs (0.34 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 
 import torch
 
 from bench.cliargs import TICKET_DIR
 from bench.models.resnet import ModelConfig
 from bench.models.slots import build_supernet, materialize
+from bench.search.loop import one_thread
 from bench.tickets import baseline_mask, load_ticket
 from benchmarks.harness import Metric, Session, Target, ratio, within
 
@@ -52,20 +52,9 @@ CASES = {
 }
 
 
-def one_thread(batch: int, side: int) -> bool:
+def single_threaded(batch: int, side: int) -> bool:
     """Whether a case runs on one torch thread (module docstring)."""
     return batch == 1 and side <= 32
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to `n` inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def ticket_mask(backbone: str, n: int) -> tuple[int, ...]:
@@ -116,11 +105,12 @@ def metrics(nets: dict[str, torch.nn.Module], density: float) -> list[Metric]:
 def run(s: Session) -> None:
     for backbone, sams, batch, side in s.pick(CASES):
         x = torch.randn(batch, 3, side, side)
-        threads = 1 if one_thread(batch, side) else torch.get_num_threads()
+        single = single_threaded(batch, side)
+        threads = 1 if single else torch.get_num_threads()
         for sam in sams:
             nets, density = networks(backbone, sam)
             sides = {k: (lambda m=m, x=x: m(x)) for k, m in nets.items()}
-            with torch.inference_mode(), torch_threads(threads):
+            with torch.inference_mode(), one_thread() if single else nullcontext():
                 s.compare(
                     f"{backbone}-{sam} b{batch} {side}px" + (", 1 thread" if threads == 1 else ""),
                     sides,

@@ -323,11 +323,13 @@ def test_exhaustive_table_is_kept_beside_the_supernet(
 def test_one_thread_cases_leave_the_thread_count_as_it_was() -> None:
     import torch
 
-    from benchmarks.core import one_thread, torch_threads
+    from bench.search.loop import one_thread
+    from benchmarks.core import single_threaded
 
-    assert one_thread(1, 32) and not one_thread(1, 224) and not one_thread(64, 32)
+    assert single_threaded(1, 32) and not single_threaded(1, 224)
+    assert not single_threaded(64, 32)
     before = torch.get_num_threads()
-    with torch_threads(1):
+    with one_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
