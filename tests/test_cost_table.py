@@ -123,7 +123,7 @@ def test_other_shape_threads_or_kind_is_a_new_session(tmp_path):
         session_costs(tmp_path, kind, archs, shape, time_cap_s=0.2, progress=False)
 
     run()
-    run((1, 8))
+    run(shape=(1, 8))
     run("test/other")
     threads = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
