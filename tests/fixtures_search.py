@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from fixtures import write_fashion_mnist_idx
 
 from bench.models.resnet import ModelConfig
 from bench.search.hparams import resolve_preset
+from bench.search.loop import one_thread
 from bench.search.supernet import train_supernet
 from tasks.classification.datasets import load_splits
 
@@ -30,16 +30,12 @@ TINY = {
 }
 
 
-@pytest.fixture()
-def one_thread() -> Iterator[None]:
+@pytest.fixture(name="one_thread")
+def one_thread_fixture() -> Iterator[None]:
     """One intra-op thread for the test: these networks are tiny (16 px), where a second
     thread only adds barrier waits (10-100x slower on a CPU shared with other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def write_search_fmnist(root: Path) -> Path:
@@ -57,9 +53,7 @@ def train_tiny_supernet(out_root: Path, data_root: Path) -> Path:
         search=TINY["search_overrides"],
     )
     splits = load_splits(DATASET, data_root, image_size=TINY["image_size"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_thread
-    try:
+    with one_thread():  # see one_thread_fixture
         run = train_supernet(
             ModelConfig("resnet20", "se"),
             splits.train,
@@ -72,7 +66,5 @@ def train_tiny_supernet(out_root: Path, data_root: Path) -> Path:
             log=TINY["log"],
             progress=False,
         )
-    finally:
-        torch.set_num_threads(threads)
     assert run is not None
     return out_root

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures_search import DATASET, MODEL, TINY, one_thread  # noqa: F401  (fixture)
+from fixtures_search import DATASET, MODEL, TINY, one_thread_fixture  # noqa: F401  (fixture)
 from torch import nn
 
 from bench.engine.checkpoint import load_checkpoint
@@ -29,7 +29,7 @@ from bench.models.resnet import ModelConfig
 from bench.search.budget import Budget
 from bench.search.evaluator import Evaluation, Evaluator, TableScorer, mask_key
 from bench.search.hparams import SearchHParams, resolve_preset
-from bench.search.loop import STATE_FILE, search_loop
+from bench.search.loop import STATE_FILE, one_thread, search_loop
 from bench.search.reward import Reward
 from bench.search.run import run_search
 from bench.search.strategies import SearchContext
@@ -174,16 +174,12 @@ def max_diff(a: dict, b: dict, at: int) -> float:
 
 @pytest.fixture(scope="module")
 def runs() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return {
             "ours": ours_search(STEPS),
             "official": official_search(STEPS),
             "bonus_in_buffer": official_search(STEPS, bonus_in_buffer=True),
         }
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_ean_preset_is_the_official_controller() -> None:

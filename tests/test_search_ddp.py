@@ -16,7 +16,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the worker runs outside pytest
-from fixtures_search import one_thread  # noqa: E402, F401  (fixture)
+from fixtures_search import one_thread_fixture  # noqa: E402, F401  (fixture "one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 MASKS = [(1,) * 9, (0,) * 9, (1, 0, 0, 1, 1, 0, 1, 0, 1)]

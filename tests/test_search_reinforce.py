@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_search import one_thread  # noqa: F401  (fixture)
+from fixtures_search import one_thread_fixture  # noqa: F401  (fixture "one_thread")
 
 from bench.search.budget import Budget
 from bench.search.evaluator import Evaluation, Evaluator, TableScorer, mask_key

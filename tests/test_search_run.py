@@ -14,7 +14,7 @@ from fixtures_search import (
     DATASET,
     MODEL,
     TINY,
-    one_thread,  # noqa: F401  (fixture)
+    one_thread_fixture,  # noqa: F401  (fixture "one_thread")
 )
 
 from bench.cli import add_run_flags
