@@ -60,12 +60,19 @@ def decoder_names() -> tuple[str, ...]:
     return _live("tasks.segmentation.configs", "DECODERS", DECODERS)
 
 
+def split_model(name: str) -> tuple[str, str | None] | None:
+    """`resnet50-se` -> ("resnet50", "se"), `resnet50` -> ("resnet50", None); None when the
+    name is not of that shape. The one parser of model names (names are not checked here)."""
+    m = _MODEL_RE.fullmatch(name)
+    return (m.group("backbone"), m.group("sam")) if m else None
+
+
 def check_model(name: str, *, need_sam: bool = True) -> tuple[str, str | None]:
     """`resnet50-se` -> ("resnet50", "se"); ValueError with one line on anything unknown."""
-    m = _MODEL_RE.fullmatch(name)
-    if not m:
+    parts = split_model(name)
+    if parts is None:
         raise ValueError(f"{name!r}: expected <backbone>-<sam>, e.g. resnet50-se")
-    backbone, sam = m.group("backbone"), m.group("sam")
+    backbone, sam = parts
     if backbone not in backbone_names():
         known = ", ".join(backbone_names())
         raise ValueError(f"{name!r}: unknown backbone {backbone!r} (known: {known})")

@@ -7,7 +7,6 @@ timm ResNet state dict loads strictly into the SAM-free backbone.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bench.catalog import split_model
 from bench.errors import BenchError
 from bench.models.sams import SAMS, create_sam
 from bench.registry import Registry
@@ -103,15 +103,12 @@ class ModelConfig:
         return BACKBONES.get(self.backbone)
 
 
-_NAME_RE = re.compile(r"^(?P<backbone>[a-z0-9]+)(?:-(?P<sam>[a-z0-9_]+))?$")
-
-
 def parse_model_name(name: str) -> tuple[str, str | None]:
     """Split `resnet50-se` into ("resnet50", "se"); a bare backbone name means no SAM."""
-    m = _NAME_RE.match(name)
-    if not m:
+    parts = split_model(name)
+    if parts is None:
         raise BenchError(f"model name {name!r}: expected <backbone>[-<sam>], e.g. resnet50-se")
-    backbone, sam = m.group("backbone"), m.group("sam")
+    backbone, sam = parts
     BACKBONES.get(backbone)
     if sam is not None:
         SAMS.get(sam)
