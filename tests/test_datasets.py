@@ -18,6 +18,7 @@ from fixtures import (
 )
 
 from bench.errors import BenchError
+from bench.paths import ENV_DATA_ROOT
 from tasks.classification import datasets as ds
 from tasks.classification import transforms as tfm
 from tasks.classification.datasets import DATASETS, HeldoutRule, heldout_digest, load_splits
@@ -57,8 +58,8 @@ def cache(tmp_path: Path) -> Path:
 
 def test_registry_lists_the_datasets_and_describes_them() -> None:
     assert DATASETS.list() == ["cifar10", "cifar100", "fashion-mnist", "imagenet"]
-    text = ds.describe_datasets()
-    assert "cifar-10-batches-py" in text and "/usr/share/datasets/fashion-mnist" in text
+    assert "cifar-10-batches-py" in ds.describe("cifar10")
+    assert "/usr/share/datasets/fashion-mnist" in ds.describe("fashion-mnist")
     assert "100/class" in ds.describe("imagenet")
     with pytest.raises(BenchError, match="unknown dataset 'mnist'"):
         load_splits("mnist")
@@ -181,7 +182,7 @@ def test_fashion_mnist_reads_debian_named_gz_files(fashion_mnist_gz_dir: Path, c
 def test_fashion_mnist_found_without_data_root(
     fashion_mnist_gz_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(ds.ENV_DATA_ROOT, str(tmp_path / "nothing"))
+    monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "nothing"))
     monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", fashion_mnist_gz_dir)
     s = load_splits("fashion-mnist", cache_dir=cache)
     assert s.info["root"] == str(fashion_mnist_gz_dir.resolve())
@@ -280,7 +281,7 @@ def test_missing_root_is_one_clear_line(name: str, tmp_path: Path) -> None:
 def test_fashion_mnist_missing_everywhere_names_both_places(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(ds.ENV_DATA_ROOT, str(tmp_path / "data"))
+    monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "data"))
     monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(BenchError) as excinfo:
         load_splits("fashion-mnist", cache_dir=tmp_path / "cache")

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from bench.cliargs import add_mode_flag
 from bench.engine import (
     PRESETS,
     TrainHParams,
     add_hparam_args,
-    add_mode_arg,
     add_train_args,
     build_optimizer,
     capture_rng_state,
@@ -37,7 +37,6 @@ from bench.engine import (
     run_hash,
     seed_everything,
     train,
-    train_hparams_from_args,
 )
 from bench.engine.hparams import hparam, within
 from bench.engine.rundir import CheckpointEvery, checkpoint_every
@@ -290,7 +289,7 @@ def test_checkpoint_interval_parsing(monkeypatch) -> None:
     monkeypatch.delenv("TICKETBENCH_CHECKPOINT_EVERY", raising=False)
     assert checkpoint_every() == CheckpointEvery(600.0)
     p = argparse.ArgumentParser()
-    add_mode_arg(p)
+    add_mode_flag(p)
     assert p.parse_args(["--checkpoint-every", "7b"]).checkpoint_every == "7b"
     assert checkpoint_every() == CheckpointEvery(None, 7)  # exported for the engine
     monkeypatch.setenv("TICKETBENCH_CHECKPOINT_EVERY", "often")
@@ -406,8 +405,13 @@ def test_optimizer_groups_and_schedule_apply() -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     add_train_args(p)
-    add_mode_arg(p)
+    add_mode_flag(p)
     return p
+
+
+def _from_args(args: argparse.Namespace) -> TrainHParams:
+    """The preset named by `--preset` with the given flags laid over it, as `bench train`."""
+    return hparams_from_args(args, PRESETS.get(args.preset))
 
 
 def _argv_for(hp: TrainHParams) -> list[str]:
@@ -432,16 +436,14 @@ def test_argparse_round_trip() -> None:
         decay_norm_and_bias=False,
     )  # fmt: skip
     args = p.parse_args(_argv_for(odd))
-    assert train_hparams_from_args(args) == odd
+    assert _from_args(args) == odd
     assert args.mode == "new"
     # No flags: the preset itself; flags lay over the chosen preset.
-    assert train_hparams_from_args(p.parse_args([])) == PRESETS.get("short") == TrainHParams()
+    assert _from_args(p.parse_args([])) == PRESETS.get("short") == TrainHParams()
     args = p.parse_args(["--preset", "cifar-resnet164", "--lr", "0.05", "--milestones", "10,20"])
-    assert train_hparams_from_args(args) == PRESETS.get("cifar-resnet164").replace(
-        lr=0.05, milestones=(10, 20)
-    )
+    assert _from_args(args) == PRESETS.get("cifar-resnet164").replace(lr=0.05, milestones=(10, 20))
     args = p.parse_args(["--preset", "cifar-resnet164", "--milestones", "", "--mode", "cover"])
-    assert train_hparams_from_args(args).milestones == () and args.mode == "cover"
+    assert _from_args(args).milestones == () and args.mode == "cover"
     assert "(> 0; default: 0.1)" in p.format_help()  # lr: its declared range, its default
 
 
@@ -451,11 +453,11 @@ def test_bad_flag_values() -> None:
         with pytest.raises(SystemExit):
             p.parse_args(argv)
     with pytest.raises(BenchError, match="epochs"):
-        train_hparams_from_args(p.parse_args(["--epochs", "0"]))
+        _from_args(p.parse_args(["--epochs", "0"]))
     with pytest.raises(BenchError, match="milestones"):
-        train_hparams_from_args(p.parse_args(["--epochs", "5", "--milestones", "3,2"]))
+        _from_args(p.parse_args(["--epochs", "5", "--milestones", "3,2"]))
     with pytest.raises(BenchError, match="unknown training preset"):
-        train_hparams_from_args(p.parse_args(["--preset", "nope"]))
+        _from_args(p.parse_args(["--preset", "nope"]))
 
 
 # Interval notation: a bracket includes its end, a parenthesis excludes it.

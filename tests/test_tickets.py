@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.errors import BenchError
 from bench.models.resnet import build_model
-from bench.models.slots import apply_ticket, build_supernet
+from bench.models.slots import build_supernet, check_compatible, materialize
 from bench.tickets import (
     baseline_mask,
     ean_to_mask,
@@ -72,14 +72,15 @@ def test_random_baseline_has_exact_density_and_is_seeded():
     assert baseline_mask("full", 3) == (1, 1, 1) and baseline_mask("none", 2) == (0, 0)
 
 
-def test_apply_ticket_checks_the_model():
+def test_a_ticket_fits_only_its_own_model():
     t = _ticket()
-    net = apply_ticket(build_supernet(t), t)
-    assert net.mask == t.mask
+    supernet = build_supernet(t)
+    check_compatible(supernet, t)
+    assert materialize(supernet, t.mask).mask == t.mask
     with pytest.raises(BenchError, match="sharing"):
-        apply_ticket(build_model("resnet20-se", sharing="stage"), t)
+        check_compatible(build_model("resnet20-se", sharing="stage"), t)
     with pytest.raises(BenchError, match="sam is 'se'"):
-        apply_ticket(build_model("resnet20-eca"), t)
+        check_compatible(build_model("resnet20-eca"), t)
 
 
 def _edit(tmp_path, change) -> Path:

@@ -32,7 +32,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "hparam",
             "hparams_from_args",
             "nondefault",
-            "train_hparams_from_args",
         ),
         "loop": (
             "Diverged",
@@ -45,7 +44,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "RESULT_FILE",
             "CheckpointEvery",
             "RunPlan",
-            "add_mode_arg",
             "is_finished",
             "prepare_run",
             "release_run",

@@ -38,7 +38,6 @@ __all__ = [
     "nondefault",
     "preset_for",
     "show_value",
-    "train_hparams_from_args",
     "type_name",
 ]
 
@@ -448,8 +447,3 @@ def add_train_args(
     )
     shown = PRESETS.get(default_preset) if default_preset in PRESETS else None
     add_hparam_args(parser, TrainHParams, shown_defaults=shown, skip=skip, show_defaults=not auto)
-
-
-def train_hparams_from_args(args: argparse.Namespace) -> TrainHParams:
-    """The preset named by `--preset`, with the given flags laid over it."""
-    return hparams_from_args(args, PRESETS.get(args.preset))

@@ -26,7 +26,6 @@ that a kill interrupted: the lock guarantees nobody else is writing there.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import dataclasses
 import datetime
@@ -63,7 +62,6 @@ __all__ = [
     "RESULT_FILE",
     "CheckpointEvery",
     "RunPlan",
-    "add_mode_arg",
     "checkpoint_every",
     "is_finished",
     "prepare_run",
@@ -282,10 +280,3 @@ def prepare_run(
         raise outcome
     assert outcome is not None
     return outcome
-
-
-def add_mode_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """`--mode {new,cover}` and `--checkpoint-every`: the run-level flags (bench.cliargs')."""
-    from bench.cliargs import add_mode_flag
-
-    add_mode_flag(parser)  # type: ignore[arg-type]

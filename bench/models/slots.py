@@ -65,9 +65,3 @@ def check_compatible(model: SlotResNet, ticket: Ticket) -> None:
             raise BenchError(f"ticket {ticket.name}: {field} is {theirs!r}, model has {mine!r}")
     if tuple(ticket.slots) != model.slot_ids:
         raise BenchError(f"ticket {ticket.name}: slot ids do not match {cfg.name}")
-
-
-def apply_ticket(model: SlotResNet, ticket: Ticket) -> SlotResNet:
-    """The ticket's materialized network, inheriting `model`'s (supernet) weights."""
-    check_compatible(model, ticket)
-    return materialize(model, ticket.mask)

@@ -31,7 +31,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from bench.errors import BenchError, DataError, one_line
 from bench.fingerprint import text_sha256
-from bench.paths import ENV_CACHE, ENV_DATA_ROOT, default_cache_dir, default_data_root
+from bench.paths import ENV_CACHE, default_cache_dir, default_data_root
 from bench.registry import Registry
 from tasks.classification import transforms as tfm
 from tasks.classification.batch_augment import BatchPlan
@@ -47,7 +47,6 @@ __all__ = [
     "default_cache_dir",
     "default_data_root",
     "describe",
-    "describe_datasets",
     "heldout_digest",
     "heldout_indices",
     "load_splits",
@@ -697,12 +696,6 @@ def _decompress_fashion_mnist(src: Path, cache_dir: Path) -> Path:
 def describe(name: str) -> str:
     """One line: the dataset's expected layout and default held-out size."""
     return DATASETS.get(name).describe()
-
-
-def describe_datasets() -> str:
-    """All registered datasets, one line each, after where <data-root> defaults to (--help)."""
-    head = f"<data-root>: --data-root, else ${ENV_DATA_ROOT}, else ./data (the default root)"
-    return "\n".join([head, *(DATASETS.get(n).describe() for n in DATASETS.list())])
 
 
 def load_splits(
