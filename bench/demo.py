@@ -18,10 +18,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.classify import DataOptions, records_table, train_cell
 from bench.engine import PRESETS
-from bench.errors import BenchError
-from bench.tickets import load_ticket, transfer_arms
+from bench.runs.classify import DataOptions, records_table, train_cell
+from bench.ticket.schema import load_ticket, transfer_arms
+from bench.util.errors import BenchError
 
 DATASET, MODEL, PRESET = "fashion-mnist", "resnet20-se", "short"
 SEEDS = (0, 1)  # two seeds: the fewest from which seed noise, and so a score, can be judged
@@ -36,27 +36,26 @@ def _say(msg: str) -> None:
 
 def prepare_data(data: Path) -> Path:
     """A --data-root holding every embedded-default dataset (links and small samples)."""
-    from tasks.classification.datasets import DEBIAN_FASHION_MNIST
-    from tasks.crowd_counting.sample import ensure_sample
-    from tasks.segmentation.sample import write_cityscapes_sample
+    from bench.data.datasets import DEBIAN_FASHION_MNIST
+    from bench.runs.transfer import TASKS, load_adapters
 
     data.mkdir(parents=True, exist_ok=True)
     link = data / "fashion-mnist"
     if not link.exists() and DEBIAN_FASHION_MNIST.is_dir():
         link.symlink_to(DEBIAN_FASHION_MNIST)
-    ensure_sample(data)
-    if not (data / "cityscapes").exists():
-        write_cityscapes_sample(data / "cityscapes")
+    load_adapters()
+    for name in TRANSFER_TASKS:
+        TASKS.get(name)().write_sample(data)
     return data
 
 
 def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
     """Run the four steps; return the final report text (ending with the wall time)."""
-    from bench.pretrained import arm_inits
-    from bench.registry import Registry
+    from bench.runs.pretrained import arm_inits
+    from bench.runs.transfer import TASKS, load_adapters
+    from bench.runs.transfer_all import RunOptions, report, transfer_all
     from bench.search.run import run_search
-    from bench.transfer import TASKS, load_adapters
-    from bench.transfer_all import RunOptions, report, transfer_all
+    from bench.util.registry import Registry
 
     t0 = time.perf_counter()
     seeds = tuple(seed + s for s in SEEDS)

@@ -27,7 +27,7 @@ which is (v - v_none) / (v_full - v_none) with the gain measured in the metric's
   and the score is NaN. Every NaN score carries its reason in `score_reason`.
 Cost saved vs full: 1 - cost_ticket / cost_full for parameters and GFLOPs; for latency
 1 - the latency ratio to the full network measured in one side-by-side session
-(bench.cost_table), never a ratio of timings taken apart. A network with fewer active SAMs
+(bench.cost.table), never a ratio of timings taken apart. A network with fewer active SAMs
 that measured slower than one with more carries the session's flag (`latency_flag`),
 shown as a footnote.
 
@@ -53,11 +53,11 @@ from typing import Any
 
 from scipy.stats import rankdata
 
-from bench.catalog import FORMATS
-from bench.errors import BenchError
-from bench.fingerprint import canonical_json, value_sha256
-from bench.io import atomic_write_text
-from bench.results import RECORDS_DIR, iter_records
+from bench.cli.catalog import FORMATS
+from bench.runs.records import RECORDS_DIR, iter_records
+from bench.util.errors import BenchError
+from bench.util.fingerprint import canonical_json, value_sha256
+from bench.util.io import atomic_write_text
 
 __all__ = [
     "FORMATS",

@@ -17,8 +17,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from bench.io import atomic_write_bytes
-from bench.paths import slug
+from bench.util.io import atomic_write_bytes
+from bench.util.paths import slug
 
 __all__ = [
     "draw_masks",

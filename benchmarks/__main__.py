@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
-from bench.io import atomic_write_json, atomic_write_text
+from bench.util.errors import BenchError
+from bench.util.io import atomic_write_json, atomic_write_text
 from benchmarks.harness import Session, _duration, default_min_time, session_markdown
 from benchmarks.processes import child_argv, pool_sessions, run_children, split_rounds
 
@@ -37,8 +37,8 @@ BENCHMARKS = {
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, threads, torch and device (bench.environment), and the load."""
-    from bench.environment import environment
+    """CPU model, cores, threads, torch and device (bench.util.environment), and the load."""
+    from bench.util.environment import environment
 
     env = environment()
     env["cores_available"] = len(os.sched_getaffinity(0))

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 from benchmarks.harness import Stat, _markdown_table, _stat
 
 Key = tuple[str, str, str]  # benchmark, case, figure

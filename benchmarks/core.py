@@ -28,11 +28,11 @@ from contextlib import nullcontext
 
 import torch
 
-from bench.cliargs import TICKET_DIR
+from bench.cli.args import TICKET_DIR
 from bench.models.resnet import ModelConfig
 from bench.models.slots import build_supernet, materialize
 from bench.search.loop import one_thread
-from bench.tickets import baseline_mask, load_ticket
+from bench.ticket.schema import baseline_mask, load_ticket
 from benchmarks.harness import Metric, Session, Target, ratio, within
 
 EAN_TICKET = TICKET_DIR / "resnet50-sge-stage-ean.json"

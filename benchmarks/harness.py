@@ -7,7 +7,7 @@ round a side is called back to back often enough to run at least `min_time` (a c
 calibrated once after warm-up, the same for every side of a comparison where their speeds
 allow: repeat_counts), and its figure is the time per call. Reported: the median of the
 per-round figures, their spread (least to greatest per-round value: where single rounds
-fall) and the distribution-free ~95% confidence interval of that median (bench.cost_table's
+fall) and the distribution-free ~95% confidence interval of that median (bench.cost.table's
 order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds the extremes fall
 outside): the narrower claim of where the median of runs like this one lies.
 """
@@ -105,7 +105,7 @@ class Stat:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Stat:
-        from bench.cost_table import ci_rank  # torch: not for `compare` or --help
+        from bench.cost.table import ci_rank  # torch: not for `compare` or --help
 
         v = sorted(values)
         n = len(v)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
-from bench.io import read_json
+from bench.util.errors import BenchError
+from bench.util.io import read_json
 from benchmarks.harness import Comparison, Session
 
 __all__ = ["child_argv", "pool_sessions", "run_children", "split_rounds"]

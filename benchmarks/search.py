@@ -27,8 +27,6 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from bench.engine.checkpoint import load_model_weights
-from bench.fingerprint import file_sha256, value_sha256
-from bench.io import atomic_write_json, read_json
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.slots import build_supernet, materialize
 from bench.search.budget import Budget
@@ -46,7 +44,9 @@ from bench.search.reward import Reward
 from bench.search.strategies import STRATEGIES, SearchContext
 from bench.search.strategies.base import derived_seed
 from bench.search.supernet import SupernetRun, train_supernet
-from bench.tickets import stage_sizes
+from bench.ticket.schema import stage_sizes
+from bench.util.fingerprint import file_sha256, value_sha256
+from bench.util.io import atomic_write_json, read_json
 from benchmarks.harness import Metric, Session, Target, ratio
 
 DATASET, CONFIG = "fashion-mnist", ModelConfig("resnet20", "se")
@@ -79,7 +79,7 @@ QUICK = {  # the test-scale preset (tests/fixtures_search.py TINY)
 def trained_supernet(s: Session) -> tuple[SupernetRun, SlotResNet, Subset, SearchHParams]:
     """The short preset's supernet (trained or reused: its run and network), its scoring
     subset and search hparams."""
-    from tasks.classification.datasets import load_splits
+    from bench.data.datasets import load_splits
 
     preset = resolve_preset("short", DATASET, **(QUICK if s.quick else {}))
     splits = load_splits(DATASET, s.data_root, image_size=16 if s.quick else None)

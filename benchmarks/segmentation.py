@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cliargs import TICKET_DIR
-from bench.tickets import Ticket, control_tickets, load_ticket, make_ticket, model_slots
+from bench.cli.args import TICKET_DIR
+from bench.ticket.schema import Ticket, control_tickets, load_ticket, make_ticket, model_slots
 from benchmarks.harness import Session, ratio, within
 from tasks.segmentation import compat
 

@@ -6,7 +6,7 @@ A step is what the engine does per batch: forward, cross-entropy, backward, SGD 
 embedded default's training: Fashion-MNIST with its train transforms, the default batch
 size and DataLoader workers, resnet20-se, and the engine's own training loader
 (bench.engine.loop.training_data: augmenting whole batches, see
-tasks.classification.batch_augment); the in-memory side trains on batches the same loader
+bench.data.batch_augment); the in-memory side trains on batches the same loader
 produced before timing.
 """
 
@@ -69,9 +69,9 @@ def versus_timm(s: Session, batch: int, side: int) -> None:
 
 
 def loader_cost(s: Session, steps: int, model_name: str) -> None:
+    from bench.data.datasets import load_splits
     from bench.engine.distributed import DistInfo
     from bench.engine.loop import training_data
-    from tasks.classification.datasets import load_splits
 
     hp = TrainHParams()
     splits = load_splits("fashion-mnist", s.data_root)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.tickets import make_ticket
+from bench.ticket.schema import make_ticket
+from bench.util.errors import BenchError
 
 CLI_PENDING = pytest.mark.xfail(strict=False, reason="CLI validation pending")
 BASE_PROVENANCE = {"kind": "baseline", "baseline": "full", "seed": 0}

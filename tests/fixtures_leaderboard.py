@@ -1,4 +1,4 @@
-"""A hand-made tree of result records, written with the real writer (bench.results), whose
+"""A hand-made tree of result records, written with the real writer (bench.runs.records), whose
 leaderboard numbers are worked out by hand in tests/test_leaderboard.py.
 
 Three resnet20-se tickets (full, none, a searched-looking one) and a random baseline that
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.results import make_record, write_record
-from bench.tickets import Ticket, make_ticket
+from bench.runs.records import make_record, write_record
+from bench.ticket.schema import Ticket, make_ticket
 
 TICKET_MASK = (1, 0, 1, 0, 1, 0, 1, 1, 0)  # resnet20: 3 stages x 3 blocks, 5 of 9 kept
 DEVICE = "cpu fixture (2 threads)"
@@ -101,7 +101,7 @@ def _record(
         "input_shape": (1, 3, 32, 32),
         "latency_ms": LATENCY[kind][seed] if kind in LATENCY and value is not None else None,
         "latency_device": DEVICE if kind in LATENCY and value is not None else None,
-        # As one side-by-side session (bench.cost_table) would report it.
+        # As one side-by-side session (bench.cost.table) would report it.
         "latency_ratio_full": (
             LATENCY[kind][seed] / LATENCY["full"][seed]
             if kind in LATENCY and value is not None

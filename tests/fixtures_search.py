@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from fixtures import write_fashion_mnist_idx
 
+from bench.data.datasets import load_splits
 from bench.models.resnet import ModelConfig
 from bench.search.hparams import resolve_preset
 from bench.search.loop import one_thread
 from bench.search.supernet import train_supernet
-from tasks.classification.datasets import load_splits
 
 DATASET, MODEL = "fashion-mnist", "resnet20-se"
 TINY = {

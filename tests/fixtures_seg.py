@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.pretrained import SCRATCH, file_init
-from bench.tickets import Ticket, baseline_mask, make_ticket, model_slots
-from bench.transfer import TransferRun
+from bench.runs.pretrained import SCRATCH, file_init
+from bench.runs.transfer import TransferRun
+from bench.ticket.schema import Ticket, baseline_mask, make_ticket, model_slots
 from tasks.segmentation.sample import write_cityscapes_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from fixtures_bad import assert_nothing_written, expect_bench_error, expect_exit
 
 from bench.engine.checkpoint import load_checkpoint, save_checkpoint
 from bench.models.slots import build_ticket_model
-from bench.pretrained import file_init, load_backbone
-from bench.results import make_record, record_path, write_record
-from bench.tickets import baseline_mask, make_ticket, model_slots
+from bench.runs.pretrained import file_init, load_backbone
+from bench.runs.records import make_record, record_path, write_record
+from bench.ticket.schema import baseline_mask, make_ticket, model_slots
 
 FULL = {"kind": "baseline", "baseline": "full", "seed": 0}
 

@@ -18,7 +18,7 @@ import torch
 from fixtures_bad import CLI_PENDING, assert_nothing_written, expect_exit_2
 
 from bench.models.slots import build_ticket_model
-from bench.tickets import baseline_mask, make_ticket, model_slots
+from bench.ticket.schema import baseline_mask, make_ticket, model_slots
 
 TRAIN = ["train", "fashion-mnist", "resnet20-se", "--mask", "full", "--data-root", "{fm}",
          "--out", "{out}", "--epochs", "1", "--batch-size", "64"]  # fmt: skip

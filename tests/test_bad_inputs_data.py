@@ -19,8 +19,8 @@ from fixtures_bad import assert_nothing_written, expect_bench_error, expect_exit
 from PIL import Image
 from scipy.io import savemat
 
-from bench.tickets import baseline_mask, make_ticket, model_slots
-from tasks.classification.datasets import load_image, load_splits
+from bench.data.datasets import load_image, load_splits
+from bench.ticket.schema import baseline_mask, make_ticket, model_slots
 from tasks.crowd_counting.data import find_part, list_split
 from tasks.segmentation.data import LABEL_ID_SUFFIX, TRAIN_ID_SUFFIX, cityscapes_missing
 

@@ -19,7 +19,7 @@ from fixtures_bad import (
 
 from bench.models.resnet import BACKBONES
 from bench.models.sams import SAM_ARG_RULES, SAMS, create_sam, sam_defaults
-from bench.tickets import MAX_TICKET_BYTES, load_ticket
+from bench.ticket.schema import MAX_TICKET_BYTES, load_ticket
 
 
 def _valid_text() -> str:

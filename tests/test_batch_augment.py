@@ -15,12 +15,12 @@ import pytest
 import torch
 from torchvision import transforms as T
 
+from bench.data import transforms as tfm
+from bench.data.batch_augment import BatchPlan
+from bench.data.datasets import DEBIAN_FASHION_MNIST, SplitView, load_splits
 from bench.engine.distributed import DistInfo
 from bench.engine.hparams import TrainHParams
 from bench.engine.loop import training_data
-from tasks.classification import transforms as tfm
-from tasks.classification.batch_augment import BatchPlan
-from tasks.classification.datasets import DEBIAN_FASHION_MNIST, SplitView, load_splits
 
 BATCH = 16
 

@@ -295,12 +295,12 @@ def test_exhaustive_table_is_kept_beside_the_supernet(
     import torch
     from torch.utils.data import Subset
 
+    from bench.data.datasets import load_splits
     from bench.models.resnet import build_model
     from bench.search.hparams import SearchHParams
     from bench.search.supernet import SupernetRun
     from benchmarks.harness import Session
     from benchmarks.search import exhaustive
-    from tasks.classification.datasets import load_splits
 
     heldout = load_splits("fashion-mnist", search_fmnist_root, image_size=16).heldout
     torch.manual_seed(0)

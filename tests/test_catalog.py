@@ -1,15 +1,16 @@
-"""bench.catalog names what the registries hold, so the CLI can offer and check names
+"""bench.cli.catalog names what the registries hold, so the CLI can offer and check names
 without importing torch: here the light copy is held equal to the registries themselves."""
 
 import pytest
 
-from bench import catalog
+from bench.cli import catalog
+from bench.data.datasets import DATASETS
 from bench.engine.rundir import MODES
 from bench.models.resnet import BACKBONES, SHARING_MODES
 from bench.models.sams import SAMS
+from bench.runs.task_options import task_names
+from bench.runs.transfer import TASKS, load_adapters
 from bench.search.strategies import STRATEGIES
-from bench.transfer import TASKS, load_adapters
-from tasks.classification.datasets import DATASETS
 from tasks.segmentation.configs import DECODERS
 
 
@@ -22,7 +23,7 @@ def test_catalog_names_what_the_registries_hold() -> None:
     assert catalog.MODES == tuple(MODES) and catalog.SHARING == tuple(SHARING_MODES)
     assert {t: TASKS.get(t).datasets for t in TASKS} == catalog.TASKS
     assert set(catalog.CLASSIFICATION_DATASETS) == set(DATASETS)
-    assert set(catalog.TASK_OPTIONS) == set(TASKS)
+    assert set(task_names()) == set(TASKS)
 
 
 def test_live_registries_win_once_loaded() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.classify import DataOptions, train_cell
 from bench.cli import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
-from bench.io import read_jsonl
 from bench.leaderboard import protocol_id
-from bench.tickets import control_tickets, make_ticket
+from bench.runs.classify import DataOptions, train_cell
+from bench.ticket.schema import control_tickets, make_ticket
+from bench.util.io import read_jsonl
 
 FAST = ["--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
         "--heldout", "100"]  # fmt: skip
@@ -135,7 +135,7 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     out = tmp_path / "runs"
     env = {**os.environ, "TICKETBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(free_port()), "-m", "bench.cli", "train", "fashion-mnist",
+           "--master_port", str(free_port()), "-m", "bench.cli.main", "train", "fashion-mnist",
            "resnet20-se", "--mask", "full", "--data-root", str(fmnist), "--out", str(out), *FAST,
            "--epochs", "2"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -146,9 +146,9 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
 
 
 def test_init_from_loads_the_backbone_strictly_and_keeps_the_head_fresh(tmp_path):
-    from bench.errors import BenchError
     from bench.models.slots import build_ticket_model
-    from bench.pretrained import file_init, load_backbone
+    from bench.runs.pretrained import file_init, load_backbone
+    from bench.util.errors import BenchError
 
     t = _ticket()
     torch.manual_seed(0)

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from bench.cli import add_run_flags, build_parser, main
-from bench.tickets import load_ticket
+from bench.cli.main import add_run_flags, build_parser, main
+from bench.ticket.schema import load_ticket
 
 
 def test_list_models_glob(capsys):

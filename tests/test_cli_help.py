@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from bench.cli import build_parser, main
-from bench.commands import SUMMARIES
+from bench.cli.commands import SUMMARIES
+from bench.cli.main import build_parser, main
 
 COMMANDS = [[name] for name in SUMMARIES] + [["ticket", a] for a in ("show", "validate", "make")]
 
@@ -47,10 +47,10 @@ def test_search_help_is_short_and_says_what_auto_means(capsys) -> None:
 
 
 def test_choices_come_from_the_registries(capsys) -> None:
+    from bench.data.datasets import DATASETS
     from bench.models.sams import SAMS
+    from bench.runs.transfer import TASKS, load_adapters
     from bench.search.strategies import STRATEGIES
-    from bench.transfer import TASKS, load_adapters
-    from tasks.classification.datasets import DATASETS
     from tasks.segmentation.configs import DECODERS
 
     load_adapters()

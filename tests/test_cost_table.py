@@ -11,16 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cost_table import (
+from bench.cost.table import (
     Arch,
     _inversion_flag,
     measure_session,
     median_ci_rel,
     session_costs,
 )
-from bench.io import read_json
 from bench.models.slots import build_ticket_model
-from bench.tickets import baseline_mask, make_ticket
+from bench.ticket.schema import baseline_mask, make_ticket
+from bench.util.io import read_json
 
 SHAPE = (1, 3, 32, 32)
 MASK_4_OF_9 = (1, 0, 1, 0, 1, 0, 1, 0, 0)

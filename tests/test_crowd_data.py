@@ -16,7 +16,7 @@ from fixtures_crowd import (
 from PIL import Image
 from scipy.io import loadmat
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 from tasks.crowd_counting.data import (
     carve_validation,
     find_part,

@@ -13,8 +13,8 @@ from fixtures_crowd import split_dir, write_crowd_root, write_points
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.spatial import KDTree
 
-from bench.errors import BenchError
-from bench.tickets import make_ticket
+from bench.ticket.schema import make_ticket
+from bench.util.errors import BenchError
 from tasks.crowd_counting.cache import cache_path, cached_density, read_density
 from tasks.crowd_counting.data import list_split, read_image, read_points
 from tasks.crowd_counting.dataset import Item, TrainCrops, augment, crop_box, to_tensor

@@ -10,13 +10,13 @@ import pytest
 import torch
 from fixtures_crowd import write_crowd_root
 
-from bench.cell import run_transfer
 from bench.engine.checkpoint import save_checkpoint
-from bench.errors import BenchError
 from bench.models.slots import build_ticket_model
-from bench.results import iter_records
-from bench.tickets import load_ticket, make_ticket
-from bench.transfer import TASKS, TransferRun
+from bench.runs.cell import run_transfer
+from bench.runs.records import iter_records
+from bench.runs.transfer import TASKS, TransferRun
+from bench.ticket.schema import load_ticket, make_ticket
+from bench.util.errors import BenchError
 from tasks.crowd_counting.cache import cached_density
 from tasks.crowd_counting.data import list_split, read_points
 from tasks.crowd_counting.dataset import Item, WholeImages
@@ -101,7 +101,7 @@ def test_every_ticket_bit_applies_at_stride_8() -> None:
 
 
 def test_init_from_classification_checkpoint(tmp_path: Path) -> None:
-    from bench.pretrained import file_init, load_backbone
+    from bench.runs.pretrained import file_init, load_backbone
 
     ticket = r18()
     torch.manual_seed(1)

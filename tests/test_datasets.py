@@ -17,11 +17,11 @@ from fixtures import (
     write_idx,
 )
 
-from bench.errors import BenchError
-from bench.paths import ENV_DATA_ROOT
-from tasks.classification import datasets as ds
-from tasks.classification import transforms as tfm
-from tasks.classification.datasets import DATASETS, HeldoutRule, heldout_digest, load_splits
+from bench.data import datasets as ds
+from bench.data import transforms as tfm
+from bench.data.datasets import DATASETS, HeldoutRule, heldout_digest, load_splits
+from bench.util.errors import BenchError
+from bench.util.paths import ENV_DATA_ROOT
 
 CIFAR_FILES = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]),

@@ -17,8 +17,8 @@ from torch.utils.data import TensorDataset
 from bench.engine import TrainHParams, load_checkpoint, train
 from bench.engine.loop import Diverged
 from bench.engine.rundir import CheckpointEvery
-from bench.errors import BenchError
-from bench.io import read_json, read_jsonl
+from bench.util.errors import BenchError
+from bench.util.io import read_json, read_jsonl
 
 
 def _blobs(n: int, seed: int) -> TensorDataset:
@@ -57,8 +57,8 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tmp_path: Path) -> N
 def test_a_diverged_cell_is_a_failed_record_not_a_result(tmp_path: Path, monkeypatch) -> None:
     from fixtures import write_fashion_mnist_idx
 
-    from bench.classify import DataOptions, train_cell
-    from bench.tickets import make_ticket
+    from bench.runs.classify import DataOptions, train_cell
+    from bench.ticket.schema import make_ticket
 
     monkeypatch.setenv("TICKETBENCH_CACHE", str(tmp_path / "cache"))
     data = write_fashion_mnist_idx(tmp_path / "fm", train_per_class=6, test_per_class=2)
@@ -95,7 +95,7 @@ def test_a_full_disk_leaves_the_previous_density_map_and_record(
 ) -> None:
     from fixtures_crowd import write_crowd_root
 
-    from bench.results import write_record
+    from bench.runs.records import write_record
     from tasks.crowd_counting.cache import cached_density
     from tasks.crowd_counting.data import list_split
     from tasks.crowd_counting.density import DensitySpec

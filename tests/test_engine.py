@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from bench.cliargs import add_mode_flag
+from bench.cli.args import add_mode_flag
 from bench.engine import (
     PRESETS,
     TrainHParams,
@@ -41,8 +41,8 @@ from bench.engine import (
 from bench.engine.hparams import hparam, within
 from bench.engine.rundir import CheckpointEvery, checkpoint_every
 from bench.engine.schedule import LRSchedule
-from bench.errors import BenchError
-from bench.io import (
+from bench.util.errors import BenchError
+from bench.util.io import (
     HOST,
     append_jsonl,
     atomic_path,

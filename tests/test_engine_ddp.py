@@ -27,7 +27,7 @@ from bench.engine import (
 )
 from bench.engine.distributed import torchrun_command
 from bench.engine.rundir import CheckpointEvery
-from bench.io import read_jsonl
+from bench.util.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

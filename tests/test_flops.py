@@ -1,7 +1,7 @@
-"""FLOP rules (bench.flops): SAM counts checked against hand counts of the published
+"""FLOP rules (bench.cost.flops): SAM counts checked against hand counts of the published
 algorithms, ResNet-50 against torchvision, and tickets against their full network.
 
-Hand counts use the rules of bench.flops: conv/matmul 2 per multiply-add (bias adds not
+Hand counts use the rules of bench.cost.flops: conv/matmul 2 per multiply-add (bias adds not
 counted, as in torch's formulas); elementwise op 1 per output element; reduction or
 adaptive pooling 1 per input element; eval batch norm 2 per element.
 """
@@ -16,11 +16,11 @@ import torchvision
 from torch import nn
 
 from bench.cli import main
-from bench.cost import count_flops
+from bench.cost.measure import count_flops
 from bench.models.resnet import build_model
 from bench.models.sams import create_sam
 from bench.models.slots import build_ticket_model
-from bench.tickets import baseline_mask, load_ticket, make_ticket
+from bench.ticket.schema import baseline_mask, load_ticket, make_ticket
 
 # One input for every SAM: 2 channels per SGE group (gcd(128, 64) = 64 groups) and N = 2
 # so a rule that forgets the batch dimension fails.

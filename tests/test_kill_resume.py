@@ -1,5 +1,5 @@
 """Kill and resume, for real: `bench train` and `bench transfer` (crowd counting,
-segmentation) run as subprocesses and are SIGKILLed at named points (bench.faults: the
+segmentation) run as subprocesses and are SIGKILLed at named points (bench.util.faults: the
 process kills itself there with SIGKILL, so the place is exact and nothing gets to clean
 up), then rerun until one finishes. The final weights, metrics, records and leaderboard
 rows must equal those of an uninterrupted run, and no temporary file may be left.
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import torch
 
-from bench.faults import ENV_KILL_AT
 from bench.leaderboard import collect
-from bench.tickets import make_ticket
+from bench.ticket.schema import make_ticket
+from bench.util.faults import ENV_KILL_AT
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run facts: how a run went, not what it computed (they differ between a killed and an
@@ -40,7 +40,7 @@ def bench(args: list[str], tmp: Path, kill_at: str | None = None) -> None:
     env.pop(ENV_KILL_AT, None)
     if kill_at:
         env[ENV_KILL_AT] = kill_at
-    cmd = [sys.executable, "-m", "bench.cli", *args]
+    cmd = [sys.executable, "-m", "bench.cli.main", *args]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     if kill_at:
         assert proc.returncode == -signal.SIGKILL, f"{kill_at} not reached: {proc.stderr[-3000:]}"

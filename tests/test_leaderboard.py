@@ -13,15 +13,15 @@ from typing import ClassVar
 import pytest
 from fixtures_leaderboard import DEVICE, tickets, write_record_tree
 
-from bench.cost import measure_cost
-from bench.errors import BenchError
+from bench.cost.table import measure_cost
 from bench.leaderboard import build, collect, leaderboard, transfer_score
 from bench.models.slots import build_ticket_model
 from bench.plots import draw_masks, metric_vs_latency, pareto_front, plot_leaderboard
-from bench.registry import Registry
-from bench.results import iter_records, make_record, write_record
-from bench.transfer import TransferRun, TransferTask
-from bench.transfer_all import RunOptions, report, summary_table, transfer_all
+from bench.runs.records import iter_records, make_record, write_record
+from bench.runs.transfer import TransferRun, TransferTask
+from bench.runs.transfer_all import RunOptions, report, summary_table, transfer_all
+from bench.util.errors import BenchError
+from bench.util.registry import Registry
 
 N_RUNS = 3 * 3 + 3 + 3 * 2 + 3 * 2 + 1 + 2  # finished cells above, then 3 failed runs
 
@@ -181,7 +181,7 @@ def test_nan_rule_with_its_reasons(tree):
 def _extra_record(ticket_key: str, *, protocol: dict, seed: int = 0, name: str | None = None):
     t = tickets()[ticket_key]
     if name:
-        from bench.tickets import make_ticket
+        from bench.ticket.schema import make_ticket
 
         t = make_ticket(name, t.backbone, t.sam, t.mask, t.provenance, sharing=t.sharing)
     return make_record(

@@ -15,7 +15,7 @@ def _out(capsys, *argv: str) -> str:
 
 
 def test_list_datasets_says_where_each_is_read(capsys) -> None:
-    from bench.transfer import TASKS, load_adapters
+    from bench.runs.transfer import TASKS, load_adapters
 
     load_adapters()
     out = _out(capsys, "datasets")

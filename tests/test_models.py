@@ -5,8 +5,7 @@ import timm
 import torch
 import torchvision
 
-from bench.cost import count_params
-from bench.errors import BenchError
+from bench.cost.measure import count_params
 from bench.models.resnet import (
     BACKBONES,
     ModelConfig,
@@ -17,6 +16,7 @@ from bench.models.resnet import (
 )
 from bench.models.sams import SAMS
 from bench.models.slots import materialize
+from bench.util.errors import BenchError
 
 
 def test_known_parameter_counts():

@@ -58,7 +58,7 @@ def _bench(*argv: str, cwd: Path) -> tuple[int, str, str]:
     import subprocess
 
     script = Path(sys.executable).parent / "bench"  # the console script, as a user runs it
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bench.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bench.cli.main"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*cmd, *argv], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip

@@ -1,4 +1,4 @@
-"""bench.pretrained: finding each arm's pretraining run by identity, and refusing the wrong one.
+"""bench.runs.pretrained: finding each arm's pretraining run by identity, refusing the wrong one.
 
 Run directories are laid out by hand as `bench train` leaves them (hparams.json with the
 identity, result.json with the record, best.pt), so these checks run in a second.
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import BenchError
 from bench.models.slots import build_ticket_model
-from bench.pretrained import SCRATCH, arm_inits, file_init, load_backbone, train_command
-from bench.tickets import control_tickets, make_ticket, transfer_arms
+from bench.runs.pretrained import SCRATCH, arm_inits, file_init, load_backbone, train_command
+from bench.ticket.schema import control_tickets, make_ticket, transfer_arms
+from bench.util.errors import BenchError
 
 PROV = {"kind": "published", "citation": "test", "source": "test"}
 

@@ -24,7 +24,6 @@ from fixtures_search import DATASET, MODEL, TINY, one_thread_fixture  # noqa: F4
 from torch import nn
 
 from bench.engine.checkpoint import load_checkpoint
-from bench.io import read_json
 from bench.models.resnet import ModelConfig
 from bench.search.budget import Budget
 from bench.search.evaluator import Evaluation, Evaluator, TableScorer, mask_key
@@ -36,7 +35,8 @@ from bench.search.strategies import SearchContext
 from bench.search.strategies.base import derived_seed
 from bench.search.strategies.reinforce import Reinforce
 from bench.search.ticket_out import policy_preference, write_ticket
-from bench.tickets import load_ticket, mask_to_stages
+from bench.ticket.schema import load_ticket, mask_to_stages
+from bench.util.io import read_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

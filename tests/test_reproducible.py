@@ -1,6 +1,6 @@
 """Reproducible where it says so: every record, run dir and ticket names its environment.
 
-The environment (bench.environment) is provenance only: it never enters a run hash, a
+The environment (bench.util.environment) is provenance only: it never enters a run hash, a
 run dir's identity check, a ticket checksum or a leaderboard protocol, so a rerun on
 another machine still finds and resumes its runs. The slow test reruns the documented
 command for the shipped searched ticket and checks the README's promise.
@@ -28,15 +28,15 @@ from fixtures_search import (
 from torch.utils.data import TensorDataset
 
 import bench.engine.rundir as rundir
-import bench.results as results
+import bench.runs.records as results
 import bench.search.ticket_out as ticket_out
+from bench.data.datasets import DEBIAN_FASHION_MNIST
 from bench.engine import TrainHParams, prepare_run, run_dir, run_hash, train
-from bench.environment import FINGERPRINT_FIELDS, environment, fingerprint
-from bench.io import read_json
 from bench.leaderboard import collect, summarize
 from bench.search.run import run_search
-from bench.tickets import load_ticket, make_ticket
-from tasks.classification.datasets import DEBIAN_FASHION_MNIST
+from bench.ticket.schema import load_ticket, make_ticket
+from bench.util.environment import FINGERPRINT_FIELDS, environment, fingerprint
+from bench.util.io import read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "tickets" / "resnet20-se-fmnist-short.json"
@@ -260,7 +260,7 @@ def test_documented_command_reproduces_the_shipped_ticket(tmp_path: Path) -> Non
     argv = [a if a != DOCUMENTED[-1] else str(save) for a in DOCUMENTED]
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "bench.cli", *argv, "--out", str(tmp_path / "runs")],
+        [sys.executable, "-m", "bench.cli.main", *argv, "--out", str(tmp_path / "runs")],
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)},
         check=True,

@@ -9,12 +9,12 @@ import multiprocessing as mp
 
 import pytest
 
-from bench.cost import measure_cost
-from bench.errors import BenchError
+from bench.cost.table import measure_cost
 from bench.leaderboard import collect, summarize
 from bench.models.slots import build_ticket_model
-from bench.results import SCHEMA_VERSION, iter_records, make_record, record_path, write_record
-from bench.tickets import Ticket, make_ticket
+from bench.runs.records import SCHEMA_VERSION, iter_records, make_record, record_path, write_record
+from bench.ticket.schema import Ticket, make_ticket
+from bench.util.errors import BenchError
 
 PROCESSES, PER_PROCESS = 4, 50
 

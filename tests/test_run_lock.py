@@ -15,8 +15,8 @@ import pytest
 
 from bench.engine.hparams import TrainHParams
 from bench.engine.rundir import LOCK_FILE, prepare_run, release_run
-from bench.errors import BenchError
-from bench.io import HOST
+from bench.util.errors import BenchError
+from bench.util.io import HOST
 
 ROOT = Path(__file__).resolve().parents[1]
 IDENT = {"dataset": "blobs", "model": "tiny"}
@@ -80,7 +80,7 @@ def test_second_bench_train_exits_2_naming_the_first(tmp_path: Path) -> None:
     from fixtures import write_fashion_mnist_idx
 
     data = write_fashion_mnist_idx(tmp_path / "fm", train_per_class=10, test_per_class=2)
-    args = [sys.executable, "-m", "bench.cli", "train", "fashion-mnist", "resnet20-se",
+    args = [sys.executable, "-m", "bench.cli.main", "train", "fashion-mnist", "resnet20-se",
             "--mask", "full", "--data-root", str(data), "--out", str(tmp_path / "out"),
             "--epochs", "1", "--batch-size", "16", "--heldout", "20"]  # fmt: skip
     env = {**_env(), "TICKETBENCH_CACHE": str(tmp_path / "cache")}

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import BenchError
 from bench.models.layers import GCT, SGE, SRM, DIACell, SimAM
 from bench.models.sams import SAMS, create_sam, describe_sam, sam_defaults
+from bench.util.errors import BenchError
 
 
 def n_params(m: nn.Module) -> int:

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from bench.cli import build_parser
+from bench.cli.commands.search import resolve_args
+from bench.cli.main import build_parser
 from bench.engine.hparams import TrainHParams
-from bench.search.cli import resolve_args
 from bench.search.hparams import SEARCH_PRESETS, resolve_preset
 
 

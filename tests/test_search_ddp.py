@@ -30,9 +30,9 @@ def _net():
 
 
 def _scores(data_root: Path) -> dict[str, list[tuple[float, float, int]]]:
+    from bench.data.datasets import load_splits
     from bench.search.evaluator import SupernetScorer
     from bench.search.run import recalibration_batches
-    from tasks.classification.datasets import load_splits
 
     splits = load_splits("fashion-mnist", data_root, image_size=16)
     recal = recalibration_batches(splits.train, 2, 8)
@@ -75,8 +75,8 @@ def _worker(out: Path, data_root: Path) -> None:
 @pytest.mark.usefixtures("one_thread")
 def test_search_under_torchrun(tmp_path: Path, search_fmnist_root: Path) -> None:
     from bench.engine.distributed import torchrun_command
-    from bench.io import read_json, read_jsonl
-    from bench.tickets import load_ticket
+    from bench.ticket.schema import load_ticket
+    from bench.util.io import read_json, read_jsonl
 
     env = {
         **os.environ,

@@ -15,16 +15,16 @@ import pytest
 import torch
 from fixtures import write_imagefolder
 
-from bench.cli import build_parser, main
-from bench.cost import count_params
-from bench.errors import BenchError
+from bench.cli.commands.search import resolve_args
+from bench.cli.main import build_parser, main
+from bench.cost.measure import count_params
+from bench.data.datasets import DATASETS, HeldoutRule, heldout_indices, load_splits
 from bench.models.resnet import build_model
 from bench.models.sams import create_sam
 from bench.models.slots import build_supernet
-from bench.search.cli import resolve_args
 from bench.search.hparams import resolve_preset
 from bench.search.run import resolve_search
-from tasks.classification.datasets import DATASETS, HeldoutRule, heldout_indices, load_splits
+from bench.util.errors import BenchError
 
 STAGE_CHANNELS = (256, 512, 1024, 2048)  # ResNet-50's bottleneck outputs, one DIA cell each
 

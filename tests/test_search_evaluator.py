@@ -10,8 +10,8 @@ import torch
 from fixtures_search import one_thread  # noqa: F401  (fixture)
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from bench.data.datasets import load_splits
 from bench.engine.loop import evaluate
-from bench.errors import BenchError
 from bench.models.resnet import build_model
 from bench.models.slots import materialize
 from bench.search.budget import Budget
@@ -26,7 +26,7 @@ from bench.search.evaluator import (
 )
 from bench.search.reward import measure_slot_latency
 from bench.search.run import recalibration_batches
-from tasks.classification.datasets import load_splits
+from bench.util.errors import BenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,6 @@
 """`bench search` SIGKILLed for real, resumed, and ending exactly where an uninterrupted run ends.
 
-Each kill is a real SIGKILL of a real `bench search` process (bench.faults: the process
+Each kill is a real SIGKILL of a real `bench search` process (bench.util.faults: the process
 kills itself at a named point, so the point is exact and the test deterministic; no
 cleanup, no finally block runs). One run directory goes through every kill in turn, each
 resume starting from what the previous kill left; the final ticket, episode and step logs,
@@ -26,7 +26,7 @@ import torch
 from fixtures_search import DATASET, MODEL
 
 from bench.engine.rundir import ENV_CHECKPOINT_EVERY
-from bench.faults import ENV_KILL_AT
+from bench.util.faults import ENV_KILL_AT
 
 ROOT = Path(__file__).resolve().parent.parent
 # 200 supernet images at batch 32: 7 steps per epoch, 14 in all; 4 controller steps x 3.
@@ -52,7 +52,7 @@ def _bench(out: Path, data_root: Path, env: dict[str, str]) -> subprocess.Comple
     argv = ["search", DATASET, MODEL, "--data-root", str(data_root), "--out", str(out / "runs")]
     base = {k: v for k, v in os.environ.items() if k not in (ENV_KILL_AT, ENV_CHECKPOINT_EVERY)}
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *argv, *ARGS, "--save-ticket", str(save)],
+        [sys.executable, "-m", "bench.cli.main", *argv, *ARGS, "--save-ticket", str(save)],
         cwd=ROOT,
         env={**base, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **env},
         capture_output=True,

@@ -17,17 +17,17 @@ from fixtures_search import (
     one_thread_fixture,  # noqa: F401  (fixture "one_thread")
 )
 
-from bench.cli import add_run_flags
-from bench.errors import BenchError
-from bench.io import read_json, read_jsonl
+from bench.cli.commands.search import add_search_args, cmd_search
+from bench.cli.main import add_run_flags
+from bench.data.datasets import load_splits
 from bench.models.resnet import ModelConfig, build_model
-from bench.search.cli import add_search_args, cmd_search
 from bench.search.config import SearchConfig
 from bench.search.hparams import SupernetHParams, resolve_preset
 from bench.search.run import config_hash, run_search
 from bench.search.supernet import MaskSampler, sample_mask, train_supernet
-from bench.tickets import load_ticket
-from tasks.classification.datasets import load_splits
+from bench.ticket.schema import load_ticket
+from bench.util.errors import BenchError
+from bench.util.io import read_json, read_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ from fixtures_seg import SHIPPED_TICKET, baseline_ticket, random_ticket
 from torch import nn
 
 from bench.engine.checkpoint import save_checkpoint
-from bench.errors import BenchError
 from bench.models.slots import build_supernet, build_ticket_model
-from bench.tickets import load_ticket
+from bench.ticket.schema import load_ticket
+from bench.util.errors import BenchError
 from tasks.segmentation import compat
 
 compat.ensure()

@@ -9,8 +9,8 @@ import pytest
 import torch
 from fixtures_seg import SHIPPED_TICKET, random_ticket
 
-from bench.errors import BenchError
-from bench.tickets import load_ticket
+from bench.ticket.schema import load_ticket
+from bench.util.errors import BenchError
 from tasks.segmentation import compat
 from tasks.segmentation.configs import (
     DECODERS,

@@ -10,7 +10,7 @@ from fixtures_seg import random_ticket, tiny_run, write_cityscapes
 from PIL import Image
 from test_cityscapes_labels import OFFICIAL_TRAIN_ID
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 from tasks.segmentation.data import (
     CITYSCAPES_LABELS,
     LABEL_ID_SUFFIX,

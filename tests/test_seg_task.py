@@ -20,11 +20,11 @@ from fixtures_seg import random_ticket, tiny_run
 
 from bench.engine.checkpoint import save_checkpoint
 from bench.engine.distributed import torchrun_command
-from bench.errors import BenchError
-from bench.fingerprint import file_sha256
 from bench.models.slots import build_ticket_model
-from bench.results import iter_records
-from bench.transfer import TASKS
+from bench.runs.records import iter_records
+from bench.runs.transfer import TASKS
+from bench.util.errors import BenchError
+from bench.util.fingerprint import file_sha256
 from tasks.segmentation.data import TRAIN_CLASSES
 from tasks.segmentation.task import SegmentationTask, hparams_for
 

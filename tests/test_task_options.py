@@ -1,5 +1,5 @@
 """One typed KEY=VALUE conversion (bench.engine.hparams.from_text) for flags and every task's
-`--opt`, declared by each task's option dataclasses (bench.taskopts)."""
+`--opt`, declared by each task's option dataclasses (bench.runs.task_options)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Literal
 
 import pytest
 
-from bench.cli import build_parser
+from bench.cli.main import build_parser
 from bench.engine.hparams import TrainHParams, from_text
-from bench.errors import BenchError
-from bench.taskopts import task_options
+from bench.runs.task_options import task_options
+from bench.util.errors import BenchError
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_bad_options_name_the_key_and_the_type() -> None:
 
 
 def test_transfer_flags_become_typed_options_per_task() -> None:
-    from bench.commands.transfer import transfer_options
+    from bench.cli.commands.transfer import transfer_options
 
     argv = ["transfer", "--ticket", "t.json", "--task", "all", "--decoder", "fcn",
             "--heldout", "40", "--opt", "crowd_counting.flip=no", "--opt",

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
 from bench.models.resnet import build_model
 from bench.models.slots import build_supernet, check_compatible, materialize
-from bench.tickets import (
+from bench.ticket.schema import (
     baseline_mask,
     ean_to_mask,
     load_ticket,
@@ -19,6 +18,7 @@ from bench.tickets import (
     mask_to_ean,
     stages_to_mask,
 )
+from bench.util.errors import BenchError
 
 TICKETS = Path(__file__).resolve().parent.parent / "tickets"
 R50_SIZES = (3, 4, 6, 3)
@@ -141,7 +141,7 @@ def test_bad_json_and_missing_file(tmp_path):
 def test_cli_exit_code_2_without_traceback(tmp_path):
     p = _edit(tmp_path, _set("mask", [3] * 9))
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "ticket", "validate", str(p)],
+        [sys.executable, "-m", "bench.cli.main", "ticket", "validate", str(p)],
         capture_output=True,
         text=True,
     )

@@ -14,7 +14,7 @@ import pytest
 
 from bench.cli import main
 from bench.leaderboard import protocol_id
-from bench.tickets import make_ticket
+from bench.ticket.schema import make_ticket
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.fingerprint import file_sha256
 from bench.leaderboard import protocol_id
-from bench.tickets import make_ticket
+from bench.ticket.schema import make_ticket
+from bench.util.fingerprint import file_sha256
 
 TRAIN = ["--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
          "--heldout", "40", "--preset", "short"]  # fmt: skip

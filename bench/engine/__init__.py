@@ -1,6 +1,6 @@
 """The training engine: hparams, run directories, checkpoints, schedules, DDP, train loop."""
 
-from bench.lazy import lazy_exports
+from bench.util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.io import atomic_torch_save
+from bench.util.errors import BenchError
+from bench.util.io import atomic_torch_save
 
 CHECKPOINT_FORMAT = 1
 

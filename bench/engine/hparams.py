@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from bench.errors import BenchError, check_all
-from bench.registry import Registry
+from bench.util.errors import BenchError, check_all
+from bench.util.registry import Registry
 
 __all__ = [
     "AUTO",
@@ -286,6 +286,18 @@ class TrainHParams(HParams):
         milestones = tuple(sorted({m for m in scaled if 0 < m < epochs}))
         warmup = min(self.warmup_epochs, epochs)
         return dataclasses.replace(self, epochs=epochs, milestones=milestones, warmup_epochs=warmup)
+
+    def summary(self) -> str:
+        """One line for listings: epochs, batch, optimizer and schedule."""
+        sched = self.schedule
+        if self.schedule == "step":
+            steps = ",".join(map(str, self.milestones))
+            sched = f"x{self.gamma:g} at {steps}" if steps else "constant"
+        warm = f", warm-up {self.warmup_epochs}" if self.warmup_epochs else ""
+        return (
+            f"{self.epochs} epochs, batch {self.batch_size}, SGD lr {self.lr:g} {sched}{warm}, "
+            f"momentum {self.momentum:g}, wd {self.weight_decay:g}"
+        )
 
 
 # Presets are data. Sources: /work/shared/reference/paper.md, "Training protocols used by

@@ -41,7 +41,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from bench.checkpoint_interval import CheckpointEvery, checkpoint_every
 from bench.engine.batches import EpochBatches, SeededSamples
 from bench.engine.checkpoint import (
     capture_rng_state,
@@ -50,6 +49,7 @@ from bench.engine.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
+from bench.engine.checkpoint_interval import CheckpointEvery, checkpoint_every
 from bench.engine.distributed import (
     DistInfo,
     all_gather_object,
@@ -63,9 +63,10 @@ from bench.engine.distributed import (
 from bench.engine.hparams import TrainHParams
 from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE
 from bench.engine.schedule import LRSchedule, build_optimizer
-from bench.errors import BenchError
-from bench.faults import kill_point
-from bench.io import append_jsonl, atomic_write_text
+from bench.util.errors import BenchError
+from bench.util.faults import kill_point
+from bench.util.io import append_jsonl, atomic_write_text
+from bench.util.progress import show_progress
 
 __all__ = [
     "Diverged",
@@ -114,11 +115,6 @@ def _autocast(
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
-
-
-def show_progress(progress: bool | None) -> bool:
-    """Progress bars only on a terminal, unless the caller says."""
-    return progress if progress is not None else sys.stderr.isatty()
 
 
 @torch.no_grad()

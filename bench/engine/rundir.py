@@ -7,7 +7,7 @@ resume if not), and adding a hyperparameter with a default leaves old hashes alo
 
 Layout of a run directory:
     hparams.json   kind, hash, identity, full and non-default hparams (written first), and
-                   `environment` (bench.environment) where the run started; a resume in
+                   `environment` (bench.util.environment) where the run started; a resume in
                    another environment (fingerprint) adds it to `resumed_environments`.
                    Neither enters the hash nor the identity check: a rerun on another
                    machine finds and resumes its run dir.
@@ -38,17 +38,17 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.checkpoint_interval import (
+from bench.engine.checkpoint_interval import (
     ENV_CHECKPOINT_EVERY,
     CheckpointEvery,
     checkpoint_every,
 )
 from bench.engine.distributed import barrier, broadcast_object, is_main_process
 from bench.engine.hparams import HParams, nondefault
-from bench.environment import environment
-from bench.errors import BenchError
-from bench.fingerprint import plain, value_sha256
-from bench.io import HOST, atomic_write_json, read_json, remove_stale_temps
+from bench.util.environment import environment
+from bench.util.errors import BenchError
+from bench.util.fingerprint import plain, value_sha256
+from bench.util.io import HOST, atomic_write_json, read_json, remove_stale_temps
 
 __all__ = [
     "BEST_FILE",

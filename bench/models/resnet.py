@@ -14,10 +14,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.catalog import split_model
-from bench.errors import BenchError
+from bench.models.names import split_model
 from bench.models.sams import SAMS, create_sam
-from bench.registry import Registry
+from bench.util.errors import BenchError
+from bench.util.registry import Registry
 
 Sharing = Literal["block", "stage"]
 SHARING_MODES: tuple[str, ...] = ("block", "stage")

@@ -17,9 +17,9 @@ from timm.layers import EcaModule, GlobalContext, SEModule
 from timm.layers.cbam import CbamModule  # not re-exported by timm.layers
 from torch import nn
 
-from bench.errors import BenchError
 from bench.models.layers import GCT, SGE, SRM, DIACell, SimAM
-from bench.registry import Registry
+from bench.util.errors import BenchError
+from bench.util.registry import Registry
 
 SamFactory = Callable[..., nn.Module]
 

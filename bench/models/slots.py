@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from bench.errors import BenchError
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.sams import sam_defaults
-from bench.tickets import Ticket
+from bench.ticket.schema import Ticket
+from bench.util.errors import BenchError
 
 
 def model_config(ticket: Ticket) -> ModelConfig:

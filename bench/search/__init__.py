@@ -1,10 +1,10 @@
 """Ticket search: supernet training, candidate evaluation, strategies, outputs.
 
-`run_search(SearchConfig(...))` is the entry point (`bench search`); `bench.search.cli`
+`run_search(SearchConfig(...))` is the entry point (`bench search`); `bench.cli.commands.search`
 holds its flags.
 """
 
-from bench.lazy import lazy_exports
+from bench.util.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.classify import DataOptions
     from bench.models.resnet import ModelConfig
+    from bench.runs.classify import DataOptions
     from bench.search.hparams import SearchPreset
 
 __all__ = ["SearchConfig", "SearchSetup", "resolve_search"]
@@ -89,7 +89,7 @@ class SearchConfig:
     @property
     def data(self) -> DataOptions:
         """How the dataset is read (the data fields above)."""
-        from bench.classify import DataOptions
+        from bench.runs.classify import DataOptions
 
         names = ("data_root", "heldout", "split_seed", "image_size")
         return DataOptions(**{n: getattr(self, n) for n in names})
@@ -148,7 +148,7 @@ class SearchConfig:
 
 
 def resolve_search(dataset: str, model: str, **settings: Any) -> SearchSetup:
-    """`SearchConfig(dataset, model, **settings).resolve()` (as bench.search.cli calls it)."""
+    """`SearchConfig(dataset, model, **settings).resolve()`, as `bench search` calls it."""
     return SearchConfig(dataset, model, **settings).resolve()
 
 
@@ -160,7 +160,7 @@ def _check_heldout(heldout: int | str | None) -> None:
     """A search scores its candidates on the held-out split: it cannot be empty."""
     if heldout is None:
         return
-    from tasks.classification.datasets import HeldoutRule
+    from bench.data.datasets import HeldoutRule
 
     try:
         rule = HeldoutRule.parse(heldout)

@@ -38,9 +38,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench.engine.distributed import all_reduce_sum, dist_info
-from bench.errors import BenchError
 from bench.models.resnet import SlotResNet
 from bench.search.budget import Budget
+from bench.util.errors import BenchError
 
 __all__ = [
     "Evaluation",

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from bench.engine.hparams import AUTO, PAPER_SGD, HParams, TrainHParams, hparam
 from bench.engine.hparams import preset_for as train_preset_for
-from bench.errors import BenchError, check_all
-from bench.registry import Registry
+from bench.util.errors import BenchError, check_all
+from bench.util.registry import Registry
 
 __all__ = [
     "AUTO",

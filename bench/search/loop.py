@@ -33,15 +33,15 @@ from bench.engine.checkpoint import (
     save_checkpoint,
 )
 from bench.engine.distributed import barrier, broadcast_object, dist_info
-from bench.engine.loop import show_progress
-from bench.errors import BenchError
-from bench.faults import kill_point
-from bench.io import atomic_write_text, read_jsonl
 from bench.search.evaluator import Evaluation, Evaluator, mask_key, with_reward
 from bench.search.hparams import SearchHParams
 from bench.search.reward import Reward
 from bench.search.strategies.base import Strategy
-from bench.tickets import mask_to_stages
+from bench.ticket.schema import mask_to_stages
+from bench.util.errors import BenchError
+from bench.util.faults import kill_point
+from bench.util.io import atomic_write_text, read_jsonl
+from bench.util.progress import show_progress
 
 __all__ = [
     "EPISODES_FILE",

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cost import measure_latencies
+from bench.cost.table import measure_latencies
 from bench.models.resnet import SlotResNet
 
 __all__ = ["Reward", "measure_slot_latency"]
@@ -79,7 +79,7 @@ def measure_slot_latency(
 ) -> dict[str, Any]:
     """Median ms of each slot's SAM call at its feature shape, and of the SAM-free network.
 
-    Every slot and the backbone are timed round-robin (bench.cost.measure_latencies), so
+    Every slot and the backbone are timed round-robin (bench.cost.table.measure_latencies), so
     load drifts hit them alike. A stateful SAM (DIA) is timed as a stage's first call.
     Returns {"slot_ms": [...], "base_ms": float, "input_shape": [...]}; the mask is restored.
     """

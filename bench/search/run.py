@@ -25,13 +25,10 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
+from bench.data.datasets import Splits, heldout_digest
 from bench.engine.checkpoint import load_model_weights
 from bench.engine.distributed import broadcast_object, dist_info, init_distributed
-from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan, prepare_run
-from bench.errors import BenchError
-from bench.fingerprint import value_sha256
-from bench.io import atomic_write_json
 from bench.models.resnet import SlotResNet
 from bench.models.sams import sam_defaults
 from bench.models.slots import build_supernet
@@ -52,8 +49,11 @@ from bench.search.ticket_out import (
     policy_preference,
     write_ticket,
 )
-from bench.tickets import Ticket, stage_sizes
-from tasks.classification.datasets import Splits, heldout_digest
+from bench.ticket.schema import Ticket, stage_sizes
+from bench.util.errors import BenchError
+from bench.util.fingerprint import value_sha256
+from bench.util.io import atomic_write_json
+from bench.util.progress import show_progress
 
 __all__ = [
     "SearchConfig",

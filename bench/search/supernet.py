@@ -23,12 +23,12 @@ from bench.engine.distributed import is_main_process
 from bench.engine.hparams import TrainHParams
 from bench.engine.loop import train
 from bench.engine.rundir import LATEST_FILE, prepare_run
-from bench.io import atomic_write_json, read_json
 from bench.models.resnet import ModelConfig, SlotResNet
 from bench.models.sams import sam_defaults
 from bench.models.slots import build_supernet
 from bench.search.hparams import SupernetHParams
 from bench.search.strategies.base import derived_seed
+from bench.util.io import atomic_write_json, read_json
 
 __all__ = ["MaskSampler", "SupernetRun", "sample_mask", "supernet_train_set", "train_supernet"]
 

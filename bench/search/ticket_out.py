@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine.rundir import HPARAMS_FILE
-from bench.environment import environment
-from bench.io import atomic_write_bytes, read_json, remove_stale_temps
 from bench.models.resnet import ModelConfig
 from bench.search.evaluator import Evaluator, mask_key
 from bench.search.reward import Reward
 from bench.search.strategies.base import Strategy
-from bench.tickets import Ticket, mask_to_stages, network_ticket
+from bench.ticket.schema import Ticket, mask_to_stages, network_ticket
+from bench.util.environment import environment
+from bench.util.io import atomic_write_bytes, read_json, remove_stale_temps
 
 __all__ = [
     "TICKET_FILE",
@@ -42,7 +42,7 @@ def write_ticket(
 ) -> tuple[Ticket, Path]:
     """Validate and write run_dir/ticket.json (atomically); provenance kind is "searched".
 
-    The provenance gains `environment` (bench.environment: torch, device, threads, ...,
+    The provenance gains `environment` (bench.util.environment: torch, device, threads, ...,
     fingerprint) and, when the supernet or search run dir recorded another fingerprint
     (a run resumed or a supernet trained elsewhere), `environment_mixed`: every fingerprint
     seen. The checksum covers the identity only, so neither changes it.
@@ -103,7 +103,7 @@ def policy_preference(
 
 
 def copy_ticket(src: Path, dest: str | Path) -> Path:
-    """Copy a written ticket to `dest` (atomically, see bench.io), first removing what a
+    """Copy a written ticket to `dest` (atomically, see bench.util.io), first removing what a
     killed copy to `dest` left there (only temporary files of dead writers)."""
     dest = Path(dest)
     remove_stale_temps(dest.parent, dest.name)

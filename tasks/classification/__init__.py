@@ -1,5 +1,5 @@
 """Image classification task: CIFAR-10/100, ImageNet and Fashion-MNIST.
 
-Import `tasks.classification.datasets` to register the datasets (the CLI does so explicitly);
+Import `bench.data.datasets` to register the datasets (the CLI does so explicitly);
 `tasks.classification.options` declares the task's `--opt` keys.
 """

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.cliargs import check_heldout
+from bench.cli.args import check_heldout
 from bench.engine.hparams import PRESETS, HParams, hparam
-from bench.errors import BenchError
-from bench.taskopts import OptionGroup, TaskOptions
+from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.util.errors import BenchError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,4 +43,8 @@ class ClassificationOptions(HParams):
             raise BenchError(f"train_limit {self.train_limit}: expected >= 1")
 
 
-OPTIONS = TaskOptions("classification", (OptionGroup(ClassificationOptions),))
+OPTIONS = TaskOptions(
+    "classification",
+    (OptionGroup(ClassificationOptions),),
+    adapter="tasks.classification.task",
+)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.classify import HEAD, DataOptions, train_cell, with_seed
+from bench.data.datasets import DATASETS, load_splits
 from bench.engine import PRESETS
 from bench.engine.hparams import preset_for
-from bench.errors import BenchError
-from bench.transfer import TASKS, TransferRun, TransferTask
-from tasks.classification.datasets import DATASETS, load_splits
+from bench.runs.classify import HEAD, DataOptions, train_cell, with_seed
+from bench.runs.transfer import TASKS, TransferRun, TransferTask
+from bench.util.errors import BenchError
 
 
 @TASKS.register("classification")

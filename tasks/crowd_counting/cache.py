@@ -4,7 +4,7 @@ A cache file is reused only when its attributes match what is asked for now: the
 settings (kernel, sigma, beta, neighbours, border, outside policy, truncate), the format
 version, the image size and the sha256 of the annotation file. Anything else (other
 parameters, an edited .mat, a half-finished older format) is rebuilt, never reused.
-Files are written to a temporary name, fsynced and renamed (bench.io.atomic_path), so a
+Files are written to a temporary name, fsynced and renamed (bench.util.io.atomic_path), so a
 reader never sees half a file, concurrent builders cannot corrupt one, and a failed write
 (a full disk) leaves the previous file; what a killed builder left is removed the next
 time that map is built.
@@ -24,11 +24,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bench.errors import BenchError
-from bench.faults import kill_point
-from bench.fingerprint import file_sha256, text_sha256
-from bench.io import atomic_path, remove_stale_temps
-from bench.paths import default_cache_dir
+from bench.util.errors import BenchError
+from bench.util.faults import kill_point
+from bench.util.fingerprint import file_sha256, text_sha256
+from bench.util.io import atomic_path, remove_stale_temps
+from bench.util.paths import default_cache_dir
 from tasks.crowd_counting.data import Sample, image_shape, read_points
 from tasks.crowd_counting.density import DensitySpec, density_map
 

@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 from scipy.io import loadmat
 
-from bench.errors import BenchError
-from bench.fingerprint import text_sha256
-from bench.paths import default_data_root
+from bench.util.errors import BenchError
+from bench.util.fingerprint import text_sha256
+from bench.util.paths import default_data_root
 
 DATASETS = {"shanghaitech-a": "A", "shanghaitech-b": "B"}
 SPLITS = ("train", "test")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 from tasks.crowd_counting.cache import read_density
 from tasks.crowd_counting.data import read_image
 from tasks.crowd_counting.density import sum_pool

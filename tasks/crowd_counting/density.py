@@ -52,7 +52,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import KDTree
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 
 Border = Literal["renormalize", "cut", "csrnet"]
 Outside = Literal["clip", "drop"]

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from bench.engine import Objective
 from bench.engine.loop import evaluate_sums
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 
 METRIC = "mae"
 MSE_ALIAS_NOTE = (

@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.models.resnet import BACKBONES, SlotResNet
 from bench.models.slots import build_ticket_model
-from bench.tickets import Ticket
+from bench.ticket.schema import Ticket
 
 BACKEND_B = (512, 512, 512, 256, 128, 64)
 BACKEND_DILATION = 2
@@ -57,7 +57,7 @@ class CrowdCounter(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def sam_modules(self) -> list[nn.Module]:
-        """The front-end's SAMs (bench.cost counts their parameters apart)."""
+        """The front-end's SAMs (bench.cost.measure counts their parameters apart)."""
         return self.frontend.sam_modules()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

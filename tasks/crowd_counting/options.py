@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bench.engine.hparams import HParams, TrainHParams, hparam
-from bench.errors import BenchError, check_all
-from bench.registry import Registry
-from bench.taskopts import OptionGroup, TaskOptions
+from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.util.errors import BenchError, check_all
+from bench.util.registry import Registry
+from tasks.crowd_counting import LAYOUTS
 
 if TYPE_CHECKING:
     from tasks.crowd_counting.density import DensitySpec
@@ -173,6 +174,14 @@ OPTIONS = TaskOptions(
         ),
     ),
     note="a default per protocol where they differ",
+    adapter="tasks.crowd_counting.task",
+    layouts=LAYOUTS,
+    recipes=lambda pattern: [
+        (n, f"{PROTOCOLS.get(n).note}: {PROTOCOLS.get(n).hparams.summary()}")
+        for n in PROTOCOLS.list(pattern)
+    ],
+    recipes_title="crowd counting protocols (bench transfer --opt protocol=NAME; auto: short "
+    "on the bundled sample, csrnet otherwise)",
 )
 
 

@@ -27,8 +27,8 @@ from PIL import Image
 from scipy import ndimage
 from scipy.io import savemat
 
-from bench.errors import BenchError
-from bench.io import atomic_write_json
+from bench.util.errors import BenchError
+from bench.util.io import atomic_write_json
 
 STARDIST_VERSION = "0.9.2"
 MARKER = "ticketbench-sample.json"

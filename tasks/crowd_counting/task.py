@@ -17,14 +17,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bench.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer, say
 from bench.engine.distributed import barrier, dist_info
-from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan
-from bench.errors import BenchError
-from bench.pretrained import Init
-from bench.tickets import Ticket
-from bench.transfer import TASKS, TransferRun, TransferTask
+from bench.runs.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer, say
+from bench.runs.pretrained import Init
+from bench.runs.transfer import TASKS, TransferRun, TransferTask
+from bench.ticket.schema import Ticket
+from bench.util.errors import BenchError
+from bench.util.progress import show_progress
 from tasks.crowd_counting.cache import CacheEntry, cached_density
 from tasks.crowd_counting.data import (
     DATASETS,
@@ -277,6 +277,11 @@ class CrowdCounting(TransferTask):
     datasets = tuple(DATASETS)
     metric = METRIC
     higher_is_better = False
+
+    def write_sample(self, data_root: Path) -> None:
+        from tasks.crowd_counting.sample import ensure_sample
+
+        ensure_sample(data_root)
 
     def missing(self, dataset: str, data_root: Path | None) -> str | None:
         try:

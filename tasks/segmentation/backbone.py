@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from bench.engine.checkpoint import load_checkpoint
-from bench.errors import BenchError
 from bench.models.resnet import BACKBONES, SlotResNet
 from bench.models.slots import model_config
-from bench.pretrained import LoadReport, load_state, state_dict_of
-from bench.tickets import Ticket, load_ticket, validate
+from bench.runs.pretrained import LoadReport, load_state, state_dict_of
+from bench.ticket.schema import Ticket, load_ticket, validate
+from bench.util.errors import BenchError
 from tasks.segmentation import compat
 
 compat.ensure()
@@ -180,7 +180,7 @@ def _is_sam_key(key: str) -> bool:
 
 def load_backbone_weights(net: SlotResNet, path: str | Path) -> LoadReport:
     """Load a checkpoint of the ticket network into `net` by parameter name
-    (bench.pretrained.load_state: strict, the classifier dropped).
+    (bench.runs.pretrained.load_state: strict, the classifier dropped).
 
     Accepted: the suite's checkpoints ("model" key), bare state dicts, mmseg segmentors,
     DDP/compile-wrapped names and supernet checkpoints (SAMs at slots the ticket drops are

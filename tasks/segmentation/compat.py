@@ -32,7 +32,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from bench.errors import BenchError
+from bench.util.errors import BenchError
 
 STANDIN_FLAG = "__ticketbench_standin__"
 

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError
 from bench.models.resnet import BACKBONES, stage_geometry
-from bench.registry import Registry
-from bench.tickets import Ticket
+from bench.ticket.schema import Ticket
+from bench.util.errors import BenchError
+from bench.util.registry import Registry
 from tasks.segmentation import compat
 from tasks.segmentation.data import ANN_DIR, IGNORE_INDEX, IMG_DIR, TRAIN_CLASSES
 from tasks.segmentation.options import SegHParams  # the recipe (light: the CLI reads it)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.errors import BenchError
-from bench.io import atomic_write_bytes
+from bench.util.errors import BenchError
+from bench.util.io import atomic_write_bytes
 
 IMG_DIR = "leftImg8bit"
 ANN_DIR = "gtFine"

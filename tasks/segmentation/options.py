@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bench import catalog
+from bench.cli import catalog
 from bench.engine.hparams import HParams, hparam
-from bench.errors import BenchError, check_all
-from bench.taskopts import OptionGroup, TaskOptions
+from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.util.errors import BenchError, check_all
+from tasks.segmentation import LAYOUTS
 
 # mmseg schedule_{40k,80k}.py: total iterations and the val/checkpoint interval.
 SCHEDULES: dict[str, tuple[int, int]] = {"40k": (40_000, 4_000), "80k": (80_000, 8_000)}
@@ -99,4 +100,10 @@ OPTIONS = TaskOptions(
     ),
     note="on the bundled sample: crop and image_size default to the sample's size, "
     "num_workers to 0; --iters sets the budget",
+    adapter="tasks.segmentation.task",
+    layouts=LAYOUTS,
+    recipes=lambda _pattern: [
+        (n, f"{it:,} iterations, validate every {v:,}") for n, (it, v) in SCHEDULES.items()
+    ],
+    recipes_title="segmentation schedules (bench transfer --opt schedule=NAME)",
 )

@@ -14,7 +14,7 @@
 - `FiniteLossHook` stops a run whose loss is no longer finite (`Diverged`: the cell
   records the run as failed) before that iteration is checkpointed.
 - `AtomicRunner` writes each checkpoint to a temporary file, fsyncs and renames it
-  (bench.io.atomic_path): a kill mid-write never leaves a truncated iter_N.pth, and the
+  (bench.util.io.atomic_path): a kill mid-write never leaves a truncated iter_N.pth, and the
   resume point (`resume_point`) survives a torn `last_checkpoint` pointer.
 - `run_runner` trains (resuming when asked), picks the device, and shuts the data-loader
   workers down afterwards: left alive, they stall the next Runner in the process about 5 s
@@ -37,9 +37,9 @@ import torch
 from bench.engine.checkpoint import capture_rng_state, restore_rng_state
 from bench.engine.distributed import all_reduce_sum, is_main_process
 from bench.engine.loop import Diverged
-from bench.errors import BenchError
-from bench.faults import kill_point
-from bench.io import atomic_path
+from bench.util.errors import BenchError
+from bench.util.faults import kill_point
+from bench.util.io import atomic_path
 from tasks.segmentation import compat
 
 compat.ensure()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.io import atomic_write_json, read_json
+from bench.util.io import atomic_write_json, read_json
 from tasks.segmentation.data import (
     ANN_DIR,
     IMG_DIR,

@@ -21,14 +21,14 @@ from typing import Any, ClassVar, get_origin
 import torch
 from torch import nn
 
-from bench.cell import Cell, CostSpec, Fitted, Scored, run_transfer
 from bench.engine.distributed import init_distributed
 from bench.engine.hparams import field_types, from_text
 from bench.engine.rundir import RunPlan
-from bench.errors import BenchError
-from bench.pretrained import SCRATCH, Init, check_ticket
-from bench.tickets import Ticket
-from bench.transfer import TASKS, TransferRun, TransferTask
+from bench.runs.cell import Cell, CostSpec, Fitted, Scored, run_transfer
+from bench.runs.pretrained import SCRATCH, Init, check_ticket
+from bench.runs.transfer import TASKS, TransferRun, TransferTask
+from bench.ticket.schema import Ticket
+from bench.util.errors import BenchError
 from tasks.segmentation.data import TRAIN_CLASSES, cityscapes_missing, find_root
 from tasks.segmentation.options import SegRuntime
 from tasks.segmentation.sample import sample_size
@@ -224,6 +224,12 @@ class SegmentationTask(TransferTask):
     metric: ClassVar[str] = "mIoU"
     higher_is_better: ClassVar[bool] = True
     budget_unit: ClassVar[str] = "iters"
+
+    def write_sample(self, data_root: Path) -> None:
+        from tasks.segmentation.sample import write_cityscapes_sample
+
+        if not (data_root / "cityscapes").exists():
+            write_cityscapes_sample(data_root / "cityscapes")
 
     def __init__(self, hooks: Sequence[Any] = ()) -> None:
         # Extra mmengine hooks for every Runner this task starts (tests, profiling).

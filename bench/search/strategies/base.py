@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.registry import Registry
 from bench.search.evaluator import Evaluation, Mask
 from bench.search.hparams import SearchHParams
+from bench.util.registry import Registry
 
 __all__ = ["STRATEGIES", "SearchContext", "Strategy", "derived_seed", "flip"]
 

@@ -1,0 +1,115 @@
+"""`bench`: the command-line front. Parse, run one command (bench.cli.commands), exit honestly.
+
+Only the command being run has its module imported and its flags built, so `bench --help`
+and argument errors come back at once; each command checks what is cheap to check before
+it imports torch. Exit codes: 0 done, 1 some requested run failed (its record says why),
+2 bad input (one line naming the argument or file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from bench.cli.args import Formatter, Parser, add_run_flags, command_parser
+from bench.cli.commands import SUMMARIES, module_of
+from bench.util.errors import BenchError, RunsFailed
+
+__all__ = ["add_run_flags", "build_parser", "main"]
+
+DESCRIPTION = (
+    "ticketbench: lottery tickets of self-attention modules (SAMs) in ResNets - search a "
+    "ticket, retrain it beside its controls, transfer it to other tasks, compare."
+)
+EPILOG = """examples:
+  bench list models 'resnet5*-s*'
+  bench search fashion-mnist resnet20-se --save-ticket tickets/mine.json
+  bench train fashion-mnist resnet20-se --ticket tickets/mine.json --controls
+  bench transfer --ticket tickets/mine.json --task all --pretrained fashion-mnist
+  bench leaderboard --format md
+  bench --import my_sams ticket make resnet20-mysam --mask full
+
+Each command's flags and examples: bench COMMAND --help"""
+# Commands that never meet a SAM: no plugin is loaded for them.
+NO_PLUGINS = ("leaderboard",)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `bench` parser. only=None: every command with its flags (imports them all);
+    only=NAME: just that command's flags ("" : none, for `bench --help`)."""
+    parser = Parser(prog="bench", description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter)
+    parser.add_argument(
+        "--import",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (a module name or a .py file) first, e.g. to register your own "
+        "SAM; repeatable (README: bring your own SAM)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in SUMMARIES.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=summary)
+            continue
+        module = importlib.import_module(module_of(name))
+        usage = getattr(module, "USAGE", "")
+        p = command_parser(sub, name, module.HELP, module.EXAMPLE, usage, summary=summary)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def _command_and_plugins(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """The command word and the --import modules before it ("" when there is no command)."""
+    plugins, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--import" and i + 1 < len(argv):
+            plugins.append(argv[i + 1])
+            i += 2
+        elif arg.startswith("--import="):
+            plugins.append(arg.split("=", 1)[1])
+            i += 1
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return (arg if arg in SUMMARIES else ""), plugins
+    return "", plugins
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    command, plugins = _command_and_plugins(argv)
+    if command and (plugins or command not in NO_PLUGINS):
+        from bench.cli.plugins import load_plugins
+
+        load_plugins(plugins)  # before the flags: a plugin's SAM is a valid model name
+    return build_parser(command).parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(argv)
+        args.run(args)
+    except SystemExit as e:  # argparse: --help (0) or a bad argument (2), already printed
+        return e.code if isinstance(e.code, int) else int(e.code is not None) * 2
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except RunsFailed as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left early, e.g. `bench list models | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

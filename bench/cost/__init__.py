@@ -1,0 +1,3 @@
+"""What a network costs: FLOP rules (flops), parameter and FLOP counts (measure), and
+latency measured side by side in one interleaved session, stored for reuse (table). Imports
+util/ only; models are handed in."""
