@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.ticket.schema import make_ticket
 from bench.util.errors import BenchError
 

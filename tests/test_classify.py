@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
 from bench.leaderboard import protocol_id

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
+from bench.cli.main import main
 
 TRAIN = ["train", "fashion-mnist", "resnet20-se", "--mask", "full"]
 SEARCH = ["search", "fashion-mnist", "resnet20-se"]

@@ -94,7 +94,7 @@ NEEDS_LAZY_PACKAGES = [
 
 def _imported(argv: list[str]) -> list[str]:
     code = (
-        "import sys\nfrom bench.cli import main\nrc = main(sys.argv[1:])\n"
+        "import sys\nfrom bench.cli.main import main\nrc = main(sys.argv[1:])\n"
         f"print(rc, *[m for m in {HEAVY!r} if m in sys.modules])"
     )
     proc = subprocess.run(

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.cost.measure import count_flops
 from bench.models.resnet import build_model
 from bench.models.sams import create_sam

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.engine.hparams import PRESETS
 from bench.search.hparams import SEARCH_PRESETS
 

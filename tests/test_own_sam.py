@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.models.sams import SAMS
 
 # The README's example, as a user would write it.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.models.resnet import build_model
 from bench.models.slots import build_supernet, check_compatible, materialize
 from bench.ticket.schema import (

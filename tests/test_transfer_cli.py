@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.leaderboard import protocol_id
 from bench.ticket.schema import make_ticket
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.leaderboard import protocol_id
 from bench.ticket.schema import make_ticket
 from bench.util.fingerprint import file_sha256
