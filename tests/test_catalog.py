@@ -21,7 +21,7 @@ def test_catalog_names_what_the_registries_hold() -> None:
     assert set(catalog.STRATEGIES) == set(STRATEGIES)
     assert set(catalog.DECODERS) == set(DECODERS) and len(catalog.DECODERS) == 5
     assert catalog.MODES == tuple(MODES) and catalog.SHARING == tuple(SHARING_MODES)
-    assert {t: TASKS.get(t).datasets for t in TASKS} == catalog.TASKS
+    assert {t: TASKS.get(t).datasets for t in TASKS} == catalog.tasks()
     assert set(catalog.CLASSIFICATION_DATASETS) == set(DATASETS)
     assert set(task_names()) == set(TASKS)
 

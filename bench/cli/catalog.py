@@ -20,13 +20,8 @@ BACKBONES = (
 )  # fmt: skip
 SAMS = ("se", "cbam", "eca", "gc", "srm", "sge", "simam", "gct", "dia")
 STRATEGIES = ("reinforce", "random", "greedy", "evolution")
-# Task -> its datasets, in the adapters' order (bench.runs.transfer.TASKS).
-TASKS: dict[str, tuple[str, ...]] = {
-    "classification": ("fashion-mnist", "cifar10", "cifar100", "imagenet"),
-    "crowd_counting": ("shanghaitech-a", "shanghaitech-b"),
-    "segmentation": ("cityscapes",),
-}
-CLASSIFICATION_DATASETS = TASKS["classification"]
+# The core classification datasets (bench.data.datasets.DATASETS): train and search.
+CLASSIFICATION_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 DECODERS = ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet")
 MODES = ("new", "cover")
 FORMATS = ("csv", "md", "latex")  # leaderboard table formats (bench.leaderboard)
@@ -70,3 +65,11 @@ def check_model(name: str, *, need_sam: bool = True) -> tuple[str, str | None]:
             f"{name!r}: unknown SAM {sam!r} (known: {known}; your own: bench --import MODULE)"
         )
     return backbone, sam
+
+
+def tasks() -> dict[str, tuple[str, ...]]:
+    """Every installed task -> its datasets, read from the tasks' light options modules
+    (entry points `ticketbench.tasks`): a task of your own package is known here too."""
+    from bench.runs.task_options import task_names, task_options
+
+    return {name: task_options(name).datasets for name in task_names()}

@@ -89,6 +89,7 @@ class TaskOptions:
     groups: tuple[OptionGroup, ...]
     note: str = ""
     adapter: str = ""  # the module whose import registers the task's TransferTask
+    datasets: tuple[str, ...] = ()  # in the order `bench transfer --task all` runs them
     layouts: Mapping[str, str] = dataclasses.field(default_factory=dict)  # dataset -> files
     # `bench list presets`: the task's named recipes as (name, summary) rows for a glob.
     recipes: Callable[[str], list[tuple[str, str]]] | None = None

@@ -47,4 +47,5 @@ OPTIONS = TaskOptions(
     "classification",
     (OptionGroup(ClassificationOptions),),
     adapter="tasks.classification.task",
+    datasets=("fashion-mnist", "cifar10", "cifar100", "imagenet"),
 )

@@ -11,6 +11,7 @@ from bench.engine.hparams import preset_for
 from bench.runs.classify import HEAD, DataOptions, train_cell, with_seed
 from bench.runs.transfer import TASKS, TransferRun, TransferTask
 from bench.util.errors import BenchError
+from tasks.classification.options import OPTIONS
 
 
 @TASKS.register("classification")
@@ -18,7 +19,7 @@ class Classification(TransferTask):
     """Top-1 on the test split, model selected on the held-out split (paper protocols)."""
 
     name: ClassVar[str] = "classification"
-    datasets: ClassVar[tuple[str, ...]] = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
+    datasets: ClassVar[tuple[str, ...]] = OPTIONS.datasets
     metric: ClassVar[str] = "top1"
     higher_is_better: ClassVar[bool] = True
     head: ClassVar[str] = HEAD

@@ -175,6 +175,7 @@ OPTIONS = TaskOptions(
     ),
     note="a default per protocol where they differ",
     adapter="tasks.crowd_counting.task",
+    datasets=tuple(LAYOUTS),
     layouts=LAYOUTS,
     recipes=lambda pattern: [
         (n, f"{PROTOCOLS.get(n).note}: {PROTOCOLS.get(n).hparams.summary()}")

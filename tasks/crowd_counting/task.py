@@ -40,6 +40,7 @@ from tasks.crowd_counting.metrics import METRIC, MSE_ALIAS_NOTE, OBJECTIVE, eval
 from tasks.crowd_counting.model import CrowdCounter, frontend_stride
 from tasks.crowd_counting.options import (
     ITERS_NOTE,
+    OPTIONS,
     PROTOCOLS,
     CrowdOptions,
     apply_length,
@@ -274,7 +275,7 @@ class CrowdCounting(TransferTask):
     """ShanghaiTech Part A / Part B counting with a CSRNet-style head (metric: MAE)."""
 
     name = TASK
-    datasets = tuple(DATASETS)
+    datasets = OPTIONS.datasets
     metric = METRIC
     higher_is_better = False
 

@@ -101,6 +101,7 @@ OPTIONS = TaskOptions(
     note="on the bundled sample: crop and image_size default to the sample's size, "
     "num_workers to 0; --iters sets the budget",
     adapter="tasks.segmentation.task",
+    datasets=tuple(LAYOUTS),
     layouts=LAYOUTS,
     recipes=lambda _pattern: [
         (n, f"{it:,} iterations, validate every {v:,}") for n, (it, v) in SCHEDULES.items()

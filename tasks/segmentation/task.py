@@ -30,7 +30,7 @@ from bench.runs.transfer import TASKS, TransferRun, TransferTask
 from bench.ticket.schema import Ticket
 from bench.util.errors import BenchError
 from tasks.segmentation.data import TRAIN_CLASSES, cityscapes_missing, find_root
-from tasks.segmentation.options import SegRuntime
+from tasks.segmentation.options import OPTIONS, SegRuntime
 from tasks.segmentation.sample import sample_size
 
 TASK = "segmentation"
@@ -220,7 +220,7 @@ class SegmentationTask(TransferTask):
     """Semantic segmentation on Cityscapes with an MMSegmentation decoder (mIoU, %)."""
 
     name: ClassVar[str] = TASK
-    datasets: ClassVar[tuple[str, ...]] = (DATASET,)
+    datasets: ClassVar[tuple[str, ...]] = OPTIONS.datasets
     metric: ClassVar[str] = "mIoU"
     higher_is_better: ClassVar[bool] = True
     budget_unit: ClassVar[str] = "iters"

@@ -39,7 +39,7 @@ OPTION_FLAGS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ticket, the tasks, where the arms start, task options and the output format."""
-    tasks = [*catalog.TASKS, "all"]
+    tasks = [*catalog.tasks(), "all"]
     p.add_argument(
         "--ticket", required=True, metavar="T", help="ticket file (or a name in tickets/)"
     )
@@ -142,8 +142,8 @@ def check(args: argparse.Namespace) -> dict[str, dict]:
 
     if args.task == "all" and args.dataset:
         raise BenchError("--dataset picks one dataset of one task; drop it with --task all")
-    if args.dataset and args.dataset not in catalog.TASKS[args.task]:
-        known = ", ".join(catalog.TASKS[args.task])
+    if args.dataset and args.dataset not in catalog.tasks()[args.task]:
+        known = ", ".join(catalog.tasks()[args.task])
         raise BenchError(f"--dataset {args.dataset!r}: {args.task} knows {known}")
     check_preset(args.pretrained_preset, "--pretrained-preset")
     if not args.no_controls:
