@@ -23,7 +23,7 @@ from fixtures_search import (
     DATASET,
     MODEL,
     TINY,
-    one_thread,  # noqa: F401  (fixture)
+    one_thread_fixture,  # noqa: F401  (fixture "one_thread")
 )
 from torch.utils.data import TensorDataset
 
@@ -80,7 +80,7 @@ def test_environment_is_plain_json_with_the_fields_that_decide_bits() -> None:
         assert fingerprint({**env, key: "other"}) == env["fingerprint"], key
 
 
-def test_thread_count_changes_the_fingerprint(one_thread) -> None:  # noqa: F811
+def test_thread_count_changes_the_fingerprint(one_thread) -> None:
     one = environment()
     torch.set_num_threads(2)
     two = environment()

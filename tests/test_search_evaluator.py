@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_search import one_thread  # noqa: F401  (fixture)
+from fixtures_search import one_thread_fixture  # noqa: F401  (fixture "one_thread")
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bench.data.datasets import load_splits
