@@ -17,7 +17,7 @@ from bench.cli import catalog
 from bench.engine.checkpoint_interval import add_checkpoint_flag
 from bench.util.errors import BenchError
 
-TICKET_DIR = Path(__file__).resolve().parent.parent / "tickets"
+TICKET_DIR = Path(__file__).resolve().parents[2] / "tickets"
 SEED_LIMIT = 2**63  # seeds fit a signed 64-bit integer (torch generators, JSON readers)
 
 

@@ -40,7 +40,7 @@ def code_version() -> str:
         ver = version("ticketbench")
     except PackageNotFoundError:
         ver = "unknown"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=10"],
