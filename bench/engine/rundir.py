@@ -74,6 +74,7 @@ __all__ = [
     "add_mode_arg",
     "checkpoint_every",
     "hash_of",
+    "hold_run",
     "is_finished",
     "prepare_run",
     "release_run",
@@ -185,6 +186,12 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
 
 
+def hold_run(path: str | os.PathLike[str]) -> None:
+    """Hold run directory `path` (as `prepare_run` does) to change its files; BenchError
+    naming the holder if a live process holds it. `release_run` lets go."""
+    _lock(Path(path))
+
+
 def _lock(path: Path) -> None:
     """Hold run directory `path` for this process; BenchError naming the holder if another
     live process holds it. Re-entrant within a process."""
@@ -260,13 +267,15 @@ def _plan_here(
         except BenchError:
             release_run(path)
             raise
+    meta = path / HPARAMS_FILE
     if is_finished(path):
+        if not meta.is_file():  # moved aside by a repair: what it said, the hash proves
+            atomic_write_json(meta, record)
         release_run(path)  # nothing left to guard: the caller only reads result.json
         return RunPlan(path, "skip")
     if removed := remove_stale_temps(path, any_writer=True):
         names = ", ".join(p.name for p in removed)
         print(f"note: removed what a killed write left in {path}: {names}", file=sys.stderr)
-    meta = path / HPARAMS_FILE
     if meta.is_file():
         try:
             old = read_json(meta)
