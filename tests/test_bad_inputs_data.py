@@ -255,6 +255,35 @@ def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     assert "unreadable image" in prov["reason"] and "truncated" in prov["reason"]
 
 
+@pytest.mark.slow
+def test_a_broken_jpeg_in_val_fails_the_run_alike_and_the_rerun_resumes(
+    tmp_path: Path, imagenet_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A val/ image is read only when the trained run is scored: it used to exit 2 in three
+    lines with no record. Now the run fails as for a train/ image, checkpoints kept, and
+    the rerun after the fix scores it without training again."""
+    root = _copy(imagenet_root, tmp_path / "in")
+    bad = _first_jpeg(root, "val")
+    good = bad.read_bytes()
+    _truncate(bad, 0.6)
+    out = tmp_path / "out"
+    argv = ["train", "imagenet", "resnet18-se", "--mask", "none", "--data-root", root,
+            "--out", out, "--preset", "short", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8"]  # fmt: skip
+    code, err = run_cli(argv, capsys)
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
+    (record,) = (out / "records").rglob("*.json")
+    prov = json.loads(record.read_text())["provenance"]
+    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    assert (Path(prov["run_dir"]) / "latest.pt").is_file()
+    bad.write_bytes(good)
+    code, err = run_cli(argv, capsys)
+    assert code == 0 and "at epoch 1/1" in err and "epoch 1/1 step" not in err, err[-2000:]
+    (record,) = (out / "records").rglob("*.json")
+    assert json.loads(record.read_text())["provenance"]["status"] == "finished"
+
+
 IMAGENET_LAYOUT_CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     ("no-val-folder", lambda r: shutil.rmtree(r / "val"), ("no folder", "val")),
     (
