@@ -30,7 +30,8 @@ from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
 from bench.engine.rundir import BEST_FILE, HPARAMS_FILE, RESULT_FILE
 from bench.errors import BenchError
 from bench.fingerprint import file_sha256
-from bench.io import json_damage, read_json
+from bench.io import read_json
+from bench.runs.state import json_or_refuse
 from bench.tickets import Ticket
 
 INIT_KINDS = ("pretrained", "file", "scratch")
@@ -110,10 +111,7 @@ def find_pretraining(
             continue
         if not (path / RESULT_FILE).is_file() or not (path / BEST_FILE).is_file():
             continue
-        if what := json_damage(path / RESULT_FILE):
-            raise BenchError(f"{path / RESULT_FILE}: {what}; see and repair the run with: "
-                             f"bench runs check {out_root} --repair")  # fmt: skip
-        record = read_json(path / RESULT_FILE)
+        record = json_or_refuse(path / RESULT_FILE)
         if record.get("protocol", {}).get("preset") == preset:
             found.append((path, record))
     return found

@@ -295,13 +295,11 @@ def _plan_here(
 def _refuse_damaged(path: Path) -> None:
     """BenchError naming the first damaged file of run directory `path` and the repair."""
     # Lazily: bench.runs reads run directories (this module's layout) and imports it.
-    from bench.runs.state import read_state
+    from bench.runs.state import read_state, refusal
 
     state = read_state(path, lock=False, records=False)
     if state.damage:
-        first = state.damage[0]
-        raise BenchError(f"{first.file}: {first.what}; see and repair the run with: "
-                         f"bench runs check {path.parent} --repair")  # fmt: skip
+        raise refusal(state.damage[0])
 
 
 def prepare_run(

@@ -31,7 +31,7 @@ from bench.engine.loop import show_progress
 from bench.engine.rundir import RunPlan, prepare_run
 from bench.errors import BenchError
 from bench.fingerprint import value_sha256
-from bench.io import atomic_write_json, read_json
+from bench.io import atomic_write_json
 from bench.models.resnet import SlotResNet
 from bench.models.sams import sam_defaults
 from bench.models.slots import build_supernet
@@ -449,4 +449,6 @@ def _provenance(
 
 def read_result(run_dir: str | Path) -> dict[str, Any]:
     """The result.json of a finished search run."""
-    return read_json(Path(run_dir) / "result.json")
+    from bench.runs.state import json_or_refuse
+
+    return json_or_refuse(Path(run_dir) / "result.json")
