@@ -19,6 +19,7 @@ from fixtures_bad import assert_nothing_written, expect_bench_error, expect_exit
 from PIL import Image
 from scipy.io import savemat
 
+from bench.runs.state import read_state
 from bench.tickets import baseline_mask, make_ticket, model_slots
 from tasks.classification.datasets import load_image, load_splits
 from tasks.crowd_counting.data import find_part, list_split
@@ -277,6 +278,8 @@ def test_a_broken_jpeg_in_val_fails_the_run_alike_and_the_rerun_resumes(
     prov = json.loads(record.read_text())["provenance"]
     assert prov["status"] == "failed" and str(bad) in prov["reason"]
     assert (Path(prov["run_dir"]) / "latest.pt").is_file()
+    state = read_state(Path(prov["run_dir"]))  # what `bench runs check` tells of it
+    assert state.state == "failed" and str(bad) in state.reason and state.epoch == 1
     bad.write_bytes(good)
     code, err = run_cli(argv, capsys)
     assert code == 0 and "at epoch 1/1" in err and "epoch 1/1 step" not in err, err[-2000:]
