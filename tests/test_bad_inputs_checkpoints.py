@@ -281,3 +281,33 @@ def expect_exit_0(argv: list, capsys: pytest.CaptureFixture[str]) -> bool:
     code, err = run_cli(argv, capsys)
     assert code == 0, err[-1500:]
     return True
+
+
+@pytest.mark.parametrize(
+    ("writer", "needles"),
+    [
+        (lambda p, sd: torch.save({"model": {**sd, "x": _Planted(p.parent / "PWNED")}}, p),
+         ("refused", "GLOBAL io.open")),
+        (lambda p, sd: (torch.save({"model": sd}, p), p.write_bytes(p.read_bytes()[:5000])),
+         ("cannot read checkpoint", "truncated (5000 bytes)")),
+        (lambda p, sd: torch.save({"model": _resized(sd, "conv1.weight", (16, 3, 5, 5))}, p),
+         ("conv1.weight has shape (16, 3, 5, 5)",)),
+    ],
+    ids=["planted", "truncated", "wrong-shape"],
+)  # fmt: skip
+def test_bench_train_refuses_init_from_before_it_starts_or_makes_a_run_directory(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fashion_mnist_gz_dir: Path,
+    weights: dict,
+    writer: Callable[[Path, dict], object],
+    needles: tuple[str, ...],
+) -> None:
+    """It used to print "starting ..." and leave hparams.json and run.lock behind."""
+    path, out = tmp_path / "init.pt", tmp_path / "out"
+    writer(path, weights)
+    argv = ["train", "fashion-mnist", "resnet20-se", "--mask", "full", "--init-from", path,
+            "--data-root", fashion_mnist_gz_dir, "--out", out, "--epochs", "1"]  # fmt: skip
+    expect_exit_2(argv, capsys, str(path), *needles)
+    assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
+    assert not (tmp_path / "PWNED").exists()

@@ -20,6 +20,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from bench.data.datasets import load_image, load_splits
+from bench.engine.state import read_state
 from bench.ticket.schema import baseline_mask, make_ticket, model_slots
 from tasks.crowd_counting.data import find_part, list_split
 from tasks.segmentation.data import LABEL_ID_SUFFIX, TRAIN_ID_SUFFIX, cityscapes_missing
@@ -253,6 +254,37 @@ def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     prov = json.loads(record.read_text())["provenance"]
     assert prov["status"] == "failed" and str(bad) in prov["reason"]
     assert "unreadable image" in prov["reason"] and "truncated" in prov["reason"]
+
+
+@pytest.mark.slow
+def test_a_broken_jpeg_in_val_fails_the_run_alike_and_the_rerun_resumes(
+    tmp_path: Path, imagenet_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A val/ image is read only when the trained run is scored: it used to exit 2 in three
+    lines with no record. Now the run fails as for a train/ image, checkpoints kept, and
+    the rerun after the fix scores it without training again."""
+    root = _copy(imagenet_root, tmp_path / "in")
+    bad = _first_jpeg(root, "val")
+    good = bad.read_bytes()
+    _truncate(bad, 0.6)
+    out = tmp_path / "out"
+    argv = ["train", "imagenet", "resnet18-se", "--mask", "none", "--data-root", root,
+            "--out", out, "--preset", "short", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8"]  # fmt: skip
+    code, err = run_cli(argv, capsys)
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
+    (record,) = (out / "records").rglob("*.json")
+    prov = json.loads(record.read_text())["provenance"]
+    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    assert (Path(prov["run_dir"]) / "latest.pt").is_file()
+    state = read_state(Path(prov["run_dir"]))  # what `bench runs check` tells of it
+    assert state.state == "failed" and str(bad) in state.reason and state.epoch == 1
+    bad.write_bytes(good)
+    code, err = run_cli(argv, capsys)
+    assert code == 0 and "at epoch 1/1" in err and "epoch 1/1 step" not in err, err[-2000:]
+    (record,) = (out / "records").rglob("*.json")
+    assert json.loads(record.read_text())["provenance"]["status"] == "finished"
 
 
 IMAGENET_LAYOUT_CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [

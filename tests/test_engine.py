@@ -35,6 +35,7 @@ from bench.engine import (
     restore_rng_state,
     run_dir,
     run_hash,
+    save_checkpoint,
     seed_everything,
     train,
 )
@@ -567,7 +568,10 @@ def test_run_modes(tmp_path: Path) -> None:
     assert meta["identity"] == IDENT and meta["nondefault"] == {"seed": 3}
     assert TrainHParams.from_dict(meta["hparams"]) == hp
     # Unfinished with a checkpoint: resume. Finished: skip.
-    (plan.path / "latest.pt").write_bytes(b"x")
+    (plan.path / "latest.pt").write_bytes(b"x")  # damaged: named, with the repair
+    with pytest.raises(BenchError, match="latest.pt: not a torch checkpoint; .* --repair"):
+        prepare_run(tmp_path, "train", IDENT, hp)
+    save_checkpoint(plan.path / "latest.pt", {"epoch": 0, "step": 0})
     assert prepare_run(tmp_path, "train", IDENT, hp).action == "resume"
     atomic_write_json(plan.result_path, {"metric": "top1", "value": 1.0})
     assert prepare_run(tmp_path, "train", IDENT, hp).action == "skip"

@@ -159,6 +159,7 @@ def test_two_process_gloo(tmp_path: Path, channels_last: bool) -> None:
         "hparams.json",
         "latest.pt",
         "metrics.jsonl",
+        "previous.pt",  # epoch 1's resume point, kept when epoch 2's replaced it
         "run.lock",
     ]
 

@@ -1,4 +1,6 @@
-"""The training engine: hparams, run directories, checkpoints, schedules, DDP, train loop."""
+"""The training engine: hparams, run directories (their files, planning, locks and the state
+read from them), checkpoints, schedules, DDP and the train loop. Imports util/ (and, lazily,
+the records that runs/ writes, to tell a run's state)."""
 
 from bench.util.lazy import lazy_exports
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,35 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
 
 
+def file_damage(path: str | os.PathLike[str]) -> str | None:
+    """What the bytes of a checkpoint that torch cannot read say is wrong with it ("zero
+    bytes", "truncated (5000 bytes)", "not a torch checkpoint"); None when they look whole."""
+    p = Path(path)
+    size = p.stat().st_size
+    if size == 0:
+        return "zero bytes"
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(p):  # its directory is at the end
+        return f"truncated ({size} bytes)"
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # zip or legacy pickle
+        return "not a torch checkpoint"
+    return None
+
+
+def peek_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's dict without reading its tensors (memory-mapped): cheap enough to look
+    at every run of a study. BenchError (saying what is wrong) when it can't be read."""
+    p = Path(path)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a legacy file cannot be mapped: read it whole
+        return load_checkpoint(p)
+    if not isinstance(obj, dict):
+        raise BenchError(f"checkpoint {p} holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -84,7 +114,7 @@ def load_checkpoint(
             obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        first = lines[0] if lines else type(e).__name__
+        first = file_damage(p) or (lines[0] if lines else type(e).__name__)
         if first.startswith("Weights only load failed"):  # not torch's advice to load unsafely
             found = [x for x in lines if "GLOBAL" in x or "Unsupported" in x] or ["an object"]
             first = f"refused: it holds more than weights ({found[0]})"

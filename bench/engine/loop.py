@@ -61,11 +61,11 @@ from bench.engine.distributed import (
     wrap_ddp,
 )
 from bench.engine.hparams import TrainHParams
-from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE
+from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE, PREVIOUS_FILE, hash_of
 from bench.engine.schedule import LRSchedule, build_optimizer
 from bench.util.errors import BenchError
 from bench.util.faults import kill_point
-from bench.util.io import append_jsonl, atomic_write_text
+from bench.util.io import append_jsonl, atomic_write_text, keep_previous
 from bench.util.progress import show_progress
 
 __all__ = [
@@ -362,8 +362,8 @@ def _start(run: _Run) -> _Progress:
     seed_everything(run.hp.seed)
     if run.info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        run.path(METRICS_FILE).unlink(missing_ok=True)
-        run.path(BEST_FILE).unlink(missing_ok=True)
+        for name in (METRICS_FILE, BEST_FILE, PREVIOUS_FILE):
+            run.path(name).unlink(missing_ok=True)
     return _Progress()
 
 
@@ -429,6 +429,9 @@ def _save_latest(run: _Run, prog: _Progress, partial: dict[str, Any] | None) -> 
     if not run.info.is_main:
         return
     with _writing(run.path(LATEST_FILE)):
+        # The resume point before this one stays as previous.pt: a fall-back if this one is
+        # ever damaged (bench runs check --repair).
+        keep_previous(run.path(LATEST_FILE), run.path(PREVIOUS_FILE))
         _save_latest_here(run, prog, partial, rng_states)
 
 
@@ -451,6 +454,7 @@ def _save_latest_here(run: _Run, prog: _Progress, partial: dict[str, Any] | None
             "wall_time_s": prog.wall,
             "hparams": run.hp.to_dict(),
             "world_size": run.info.world_size,
+            "run_hash": hash_of(run.run_dir),
         },
     )
 
@@ -617,7 +621,8 @@ def _end_epoch(run: _Run, prog: _Progress, sums: torch.Tensor, t0: float, dt: fl
     improved = _select(run, prog, evals)
     if improved and run.info.is_main:
         best = {"model": run.model.state_dict(), "epoch": prog.epoch,
-                "select_on": run.select_on, "metrics": evals}  # fmt: skip
+                "select_on": run.select_on, "metrics": evals,
+                "run_hash": hash_of(run.run_dir)}  # fmt: skip
         with _writing(run.path(BEST_FILE)):
             save_checkpoint(run.path(BEST_FILE), best)
     _save_latest(run, prog, None)  # every rank's RNG, at the very end of the epoch

@@ -12,13 +12,19 @@ Layout of a run directory:
                    Neither enters the hash nor the identity check: a rerun on another
                    machine finds and resumes its run dir.
     metrics.jsonl  one record per finished epoch
-    latest.pt      resume point (end of the last finished epoch)
+    latest.pt      resume point (end of the last finished epoch, or a checkpoint inside one);
+                   it and best.pt hold `run_hash`, the directory's hash (written since
+                   damaged runs are diagnosed: older checkpoints lack it)
+    previous.pt    the resume point before latest.pt (a hard link kept when latest.pt is
+                   replaced): what `bench runs check --repair` falls back to when latest.pt
+                   is damaged
     best.pt        weights of the best epoch on the selection split
     result.json    written by the caller when the run is complete; its presence = done
     run.lock       who holds the directory (pid, host, since): `prepare_run` takes an
                    exclusive flock on it, which the OS drops when the holder exits or is
                    killed, so a second process gets a one-line error naming the holder
                    and a killed holder's lock is simply taken over. Emptied on release.
+    damaged/       files `bench runs check --repair` moved aside (never deleted)
 
 A new start of a run directory also removes the temporary files (`.NAME.*.tmp`) of a write
 that a kill interrupted: the lock guarantees nobody else is writing there.
@@ -32,7 +38,6 @@ import datetime
 import fcntl
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -45,6 +50,21 @@ from bench.engine.checkpoint_interval import (
 )
 from bench.engine.distributed import barrier, broadcast_object, is_main_process
 from bench.engine.hparams import HParams, nondefault
+from bench.engine.runfiles import (  # noqa: F401  (re-exported: the run layout)
+    BEST_FILE,
+    DAMAGED_DIR,
+    HASH_LENGTH,
+    HPARAMS_FILE,
+    LATEST_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    PREVIOUS_FILE,
+    RESULT_FILE,
+    RUN_KIND,
+    hash_of,
+    is_finished,
+)
+from bench.engine.state import read_state, refusal
 from bench.util.environment import environment
 from bench.util.errors import BenchError
 from bench.util.fingerprint import plain, value_sha256
@@ -52,6 +72,7 @@ from bench.util.io import HOST, atomic_write_json, read_json, remove_stale_temps
 
 __all__ = [
     "BEST_FILE",
+    "DAMAGED_DIR",
     "ENV_CHECKPOINT_EVERY",
     "HASH_LENGTH",
     "HPARAMS_FILE",
@@ -59,10 +80,13 @@ __all__ = [
     "LOCK_FILE",
     "METRICS_FILE",
     "MODES",
+    "PREVIOUS_FILE",
     "RESULT_FILE",
     "CheckpointEvery",
     "RunPlan",
     "checkpoint_every",
+    "hash_of",
+    "hold_run",
     "is_finished",
     "prepare_run",
     "release_run",
@@ -70,16 +94,7 @@ __all__ = [
     "run_hash",
 ]
 
-HPARAMS_FILE = "hparams.json"
-METRICS_FILE = "metrics.jsonl"
-LATEST_FILE = "latest.pt"
-BEST_FILE = "best.pt"
-RESULT_FILE = "result.json"
-LOCK_FILE = "run.lock"
 MODES = ("new", "cover")
-HASH_LENGTH = 12  # hex digits of sha256: 48 bits, ample for one user's runs
-
-_KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
 
 def run_hash(identity: dict[str, Any], hparams: HParams) -> str:
@@ -91,14 +106,9 @@ def run_dir(
     out_root: str | os.PathLike[str], kind: str, identity: dict[str, Any], hparams: HParams
 ) -> Path:
     """out_root/<kind>_<hash> (the path only; `prepare_run` creates it)."""
-    if not _KIND.fullmatch(kind):
-        raise ValueError(f"run kind must match {_KIND.pattern}, not {kind!r}")
+    if not RUN_KIND.fullmatch(kind):
+        raise ValueError(f"run kind must match {RUN_KIND.pattern}, not {kind!r}")
     return Path(out_root) / f"{kind}_{run_hash(identity, hparams)}"
-
-
-def is_finished(path: str | os.PathLike[str]) -> bool:
-    """A run is finished once its caller wrote result.json."""
-    return (Path(path) / RESULT_FILE).is_file()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +126,11 @@ class RunPlan:
         return self.path / RESULT_FILE
 
 
-def _record(kind: str, identity: dict[str, Any], hparams: HParams, digest: str) -> dict[str, Any]:
+def _record(
+    kind: str, identity: dict[str, Any], hparams: HParams, digest: str, recipe: dict | None
+) -> dict[str, Any]:
     return {
+        **({"recipe": plain(recipe, "recipe")} if recipe else {}),
         "kind": kind,
         "hash": digest,
         "identity": plain(identity, "identity"),
@@ -160,6 +173,12 @@ def _describe(holder: dict[str, Any]) -> str:
     if not holder:
         return "another process"
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
+
+
+def hold_run(path: str | os.PathLike[str]) -> None:
+    """Hold run directory `path` (as `prepare_run` does) to change its files; BenchError
+    naming the holder if a live process holds it. `release_run` lets go."""
+    _lock(Path(path))
 
 
 def _lock(path: Path) -> None:
@@ -219,25 +238,38 @@ def _wipe(path: Path) -> None:
 
 
 def _plan_here(
-    out_root: Path, kind: str, identity: dict[str, Any], hparams: HParams, mode: str
+    out_root: Path,
+    kind: str,
+    identity: dict[str, Any],
+    hparams: HParams,
+    mode: str,
+    recipe: dict[str, Any] | None,
 ) -> RunPlan:
     path = run_dir(out_root, kind, identity, hparams)
-    record = _record(kind, identity, hparams, path.name.rsplit("_", 1)[1])
+    record = _record(kind, identity, hparams, path.name.rsplit("_", 1)[1], recipe)
     _lock(path)
     if mode == "cover":
         _wipe(path)
+    else:
+        try:
+            _refuse_damaged(path)
+        except BenchError:
+            release_run(path)
+            raise
+    meta = path / HPARAMS_FILE
     if is_finished(path):
+        if not meta.is_file():  # moved aside by a repair: what it said, the hash proves
+            atomic_write_json(meta, record)
         release_run(path)  # nothing left to guard: the caller only reads result.json
         return RunPlan(path, "skip")
     if removed := remove_stale_temps(path, any_writer=True):
         names = ", ".join(p.name for p in removed)
         print(f"note: removed what a killed write left in {path}: {names}", file=sys.stderr)
-    meta = path / HPARAMS_FILE
     if meta.is_file():
         try:
             old = read_json(meta)
         except (OSError, ValueError) as e:
-            raise BenchError(f"unreadable {meta}: {e}; rerun with --mode cover") from e
+            raise BenchError(f"unreadable {meta}: {e}; rerun with --mode cover") from None
         # The hash is over these two, so a mismatch means a corrupt or hand-edited dir.
         if (
             old.get("identity") != record["identity"]
@@ -249,6 +281,13 @@ def _plan_here(
     return RunPlan(path, "resume" if (path / LATEST_FILE).is_file() else "start")
 
 
+def _refuse_damaged(path: Path) -> None:
+    """BenchError naming the first damaged file of run directory `path` and the repair."""
+    state = read_state(path, lock=False, records=False)
+    if state.damage:
+        raise refusal(state.damage[0])
+
+
 def prepare_run(
     out_root: str | os.PathLike[str],
     kind: str,
@@ -256,11 +295,15 @@ def prepare_run(
     hparams: HParams,
     *,
     mode: str = "new",
+    recipe: dict[str, Any] | None = None,
 ) -> RunPlan:
     """Find or make the run directory and say whether to skip, resume or start.
 
     mode "new": skip a finished run, resume an unfinished one, else start.
     mode "cover": wipe the directory and start over.
+    A damaged run directory (bench.engine.state) is refused with a BenchError naming the
+    file and the `bench runs check --repair` command. `recipe`: what rebuilds the run's
+    cell to re-score it (kept in hparams.json, outside the hash; bench.runs.repair).
     Unless finished, this process then holds the directory (see LOCK_FILE) until
     `release_run` or its exit; BenchError if another live process holds it. Under
     torchrun every rank must call this; rank 0 touches the filesystem (and holds the lock)
@@ -271,7 +314,7 @@ def prepare_run(
     outcome: RunPlan | BenchError | None = None
     if is_main_process():
         try:
-            outcome = _plan_here(Path(out_root), kind, identity, hparams, mode)
+            outcome = _plan_here(Path(out_root), kind, identity, hparams, mode, recipe)
         except BenchError as e:
             outcome = e  # hand it to the other ranks too, or they would wait forever
     outcome = broadcast_object(outcome)

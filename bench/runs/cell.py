@@ -100,6 +100,21 @@ class Cell(ABC):
     def identity(self) -> dict[str, Any]:
         """The task's part of the run identity (data, split, options; not the hparams)."""
 
+    def recipe(self) -> dict[str, Any] | None:
+        """What rebuilds this cell to re-score its finished run (bench.runs.repair): plain
+        data kept in hparams.json, outside the run hash. None: not rebuildable."""
+        return None
+
+    def check_init(self, init: Init) -> None:
+        """BenchError if `init`'s file cannot start this cell (checked before the run
+        directory is made): it must read as weights only and be of this ticket."""
+        from bench.engine.checkpoint import load_checkpoint
+        from bench.runs.pretrained import check_ticket, state_dict_of
+
+        if init.path is not None:
+            check_ticket(init.path, self.ticket)
+            state_dict_of(load_checkpoint(init.path), str(init.path))
+
     @abstractmethod
     def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
         """Build the model, start it from `init`, train (resuming), select."""
@@ -131,11 +146,27 @@ def run_cell(
         **cell.identity(),
         "init": init.identity(),
     }
-    plan = prepare_run(out_root, cell.run_kind, identity, cell.hp, mode=mode)
+    cell.check_init(init)  # before the run directory exists: a refused file leaves none
+    recipe = cell.recipe()
+    if recipe is not None:
+        recipe = {**recipe, "init": init_recipe(init)}
+    plan = prepare_run(out_root, cell.run_kind, identity, cell.hp, mode=mode, recipe=recipe)
     try:
         return _run_planned(cell, plan, out_root, device, init)
     finally:
         release_run(plan.path)
+
+
+def init_recipe(init: Init) -> dict[str, Any]:
+    """`init` as plain data (bench.runs.repair rebuilds it)."""
+    path = None if init.path is None else str(init.path)
+    return {"kind": init.kind, "path": path, "checksum": init.checksum, "source": init.source}
+
+
+def rescore(cell: Cell, path: Path, out_root: Path, device: str, init: Init) -> dict[str, Any]:
+    """Score the finished run in `path` (held by the caller) anew from its final checkpoint,
+    by the one path above, and rewrite its result.json and record (bench.runs.repair)."""
+    return _run_planned(cell, RunPlan(path, "resume"), out_root, device, init)
 
 
 def run_transfer(cell: Cell, run: TransferRun) -> dict[str, Any]:
@@ -164,7 +195,10 @@ def _run_planned(
     if not fitted.complete:
         return {"status": "interrupted", "run_dir": str(plan.path), **fitted.facts}
     t0 = time.perf_counter()
-    scored = cell.score(fitted, device)
+    try:
+        scored = cell.score(fitted, device)
+    except DataError as e:  # e.g. a corrupt test image: failed as in training, checkpoints kept
+        return broadcast_object(_failed(cell, plan, out_root, str(e)) if info.is_main else None)
     record = None
     if info.is_main:
         record = _record(cell, plan, init, fitted, scored, out_root, device)

@@ -9,7 +9,7 @@ pretraining each transfer arm starts from (bench.runs.pretrained).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,16 @@ from bench.engine.checkpoint import load_checkpoint
 from bench.engine.rundir import RunPlan
 from bench.models.slots import build_ticket_model
 from bench.runs.cell import Cell, CostSpec, Fitted, Scored, cell_setting, engine_fit, run_cell
-from bench.runs.pretrained import SCRATCH, Init, check_ticket, load_state, state_dict_of
+from bench.runs.pretrained import (
+    SCRATCH,
+    Init,
+    check_ticket,
+    load_backbone,
+    load_state,
+    state_dict_of,
+)
 from bench.runs.records import make_record, write_record
-from bench.ticket.schema import Ticket
+from bench.ticket.schema import Ticket, validate
 from bench.util.errors import BenchError
 from bench.util.fingerprint import file_sha256
 
@@ -100,6 +107,25 @@ class ClassificationCell(Cell):
 
     def cost_spec(self) -> CostSpec:
         return CostSpec((1, *self.splits.input_size))
+
+    def recipe(self) -> dict[str, Any]:
+        data = {f.name: getattr(self.data, f.name) for f in fields(self.data)}
+        data["data_root"] = None if self.data.data_root is None else str(self.data.data_root)
+        return {"task": TASK, "ticket": self.ticket.to_dict(), "dataset": self.dataset,
+                "data": data, "preset": self.preset}  # fmt: skip
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any], hp: TrainHParams) -> ClassificationCell:
+        """The cell `recipe()` describes (BenchError when its ticket or data no longer read)."""
+        data = dict(recipe["data"])
+        data["data_root"] = None if data["data_root"] is None else Path(data["data_root"])
+        ticket = validate(recipe["ticket"], source="the run's recipe")
+        return cls(ticket, recipe["dataset"], hp, DataOptions(**data), preset=recipe["preset"])
+
+    def check_init(self, init: Init) -> None:
+        super().check_init(init)
+        if init.path is not None:  # and it fits the network (by name and shape)
+            load_backbone(self.cost_model(self.ticket), init, self.ticket)
 
     def fit(self, plan: RunPlan, init: Init, device: str) -> Fitted:
         torch.manual_seed(self.seed)  # the model's initial weights are part of the seeded run

@@ -28,6 +28,7 @@ from torch import nn
 
 from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
 from bench.engine.rundir import BEST_FILE, HPARAMS_FILE, RESULT_FILE
+from bench.engine.state import json_or_refuse
 from bench.ticket.schema import Ticket
 from bench.util.errors import BenchError
 from bench.util.fingerprint import file_sha256
@@ -110,7 +111,7 @@ def find_pretraining(
             continue
         if not (path / RESULT_FILE).is_file() or not (path / BEST_FILE).is_file():
             continue
-        record = read_json(path / RESULT_FILE)
+        record = json_or_refuse(path / RESULT_FILE)
         if record.get("protocol", {}).get("preset") == preset:
             found.append((path, record))
     return found

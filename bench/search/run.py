@@ -444,3 +444,10 @@ def _provenance(
         "reference": dict(reference),
         **preference,
     }
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """The result.json of a finished search run."""
+    from bench.engine.state import json_or_refuse
+
+    return json_or_refuse(Path(run_dir) / "result.json")

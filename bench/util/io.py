@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,6 +32,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "json_damage",
+    "keep_previous",
+    "link_or_copy",
     "pid_alive",
     "read_json",
     "read_jsonl",
@@ -164,6 +168,56 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
 
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Atomically make `target` a hard link to `source` (a copy where links are not
+    allowed); `target` is replaced."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.{HOST}-{os.getpid()}."
+    tmp = target.parent / f"{prefix}{os.urandom(4).hex()}.tmp"
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network and FAT filesystems)
+        with atomic_path(target) as t:
+            shutil.copyfile(source, t)
+        return
+    try:
+        _commit(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def keep_previous(path: str | os.PathLike[str], previous: str | os.PathLike[str]) -> None:
+    """Before `path` is replaced: keep its current version as `previous` (a hard link,
+    so no copy is written; nothing when `path` does not exist)."""
+    if Path(path).is_file():
+        link_or_copy(path, previous)
+
+
+def json_damage(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with JSON file `path` in a few words ("zero bytes", "truncated: not
+    JSON at byte 40", "not JSON at byte 3"), None when it parses (or does not exist)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if not data.strip():
+        return "zero bytes" if not data else "blank"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text at byte {e.start}"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        at = len(text[: e.pos].encode("utf-8"))
+        return f"{'truncated: ' if not text[e.pos :].strip() else ''}not JSON at byte {at}"
+    return None
 
 
 def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:

@@ -17,6 +17,7 @@ SUMMARIES = {
     "eval": "score a checkpoint on the held-out or test split",
     "transfer": "plug a ticket into a task beside its controls and score it",
     "leaderboard": "collect result records into tables and plots",
+    "runs": "what each run directory holds; repair damaged ones",
     "demo": "the whole flow on the embedded default, in minutes on a CPU",
 }
 # Modules not named bench.cli.commands.<name>.
