@@ -17,6 +17,7 @@ SUMMARIES = {
     "eval": "score a checkpoint on the held-out or test split",
     "transfer": "plug a ticket into a task beside its controls and score it",
     "leaderboard": "collect result records into tables and plots",
+    "study": "plan, run (locally or on SLURM) and follow a whole grid from a study file",
     "demo": "the whole flow on the embedded default, in minutes on a CPU",
 }
 # Modules not named bench.commands.<name>.

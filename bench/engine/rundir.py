@@ -65,6 +65,7 @@ __all__ = [
     "RunPlan",
     "add_mode_arg",
     "checkpoint_every",
+    "hold_run",
     "is_finished",
     "prepare_run",
     "release_run",
@@ -191,6 +192,12 @@ def _lock(path: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
     _held[key] = fd
+
+
+def hold_run(path: str | os.PathLike[str]) -> None:
+    """Hold directory `path` (made if missing) as `prepare_run` holds a run directory:
+    BenchError naming the holder while another live process holds it."""
+    _lock(Path(path))
 
 
 def release_run(path: str | os.PathLike[str]) -> None:

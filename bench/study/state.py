@@ -1,0 +1,239 @@
+"""A study's state, read from the files alone: run directories, records and cell folders.
+
+A cell is done when every arm has a finished run directory (a search: its ticket file and
+its finished search run), running while its cell lock (or one of its run directories' locks)
+has a live holder, failed when its last command exited non-zero or a failed record answers
+it, else ready (every dependency done) or waiting on named cells. Each cell has a folder
+<out>/study/<name>/cells/<id> holding its lock (the run-directory lock of
+bench.engine.rundir), its command's log, starts.jsonl (one line per start) and exit.json.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.engine.rundir import HPARAMS_FILE, LOCK_FILE, is_finished
+from bench.io import HOST, pid_alive, read_json
+from bench.paths import slug
+from bench.study.plan import Cell, Plan
+
+EXIT_FILE = "exit.json"
+STARTS_FILE = "starts.jsonl"
+LOG_FILE = "log.txt"
+STATES = ("done", "failed", "running", "ready", "waiting")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What one run directory says: finished, running, failed, started or absent."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CellState:
+    state: str  # one of STATES
+    detail: str = ""
+    runs: tuple[Path, ...] = ()
+
+
+def cell_dir(plan: Plan, cell: Cell) -> Path:
+    """The cell's own folder (lock, log, starts, exit status)."""
+    return plan.study.out / "study" / plan.study.name / "cells" / slug(cell.id.replace("/", "."))
+
+
+def live_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds directory `path`'s run lock, if a live process does (None: free, or held by
+    a killed process whose lock the OS dropped)."""
+    lock = Path(path) / LOCK_FILE
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    try:
+        holder = json.loads(text) if text.strip() else None
+    except ValueError:
+        holder = {}
+    if holder is None:
+        return None  # released cleanly
+    holder = holder if isinstance(holder, dict) else {}
+    if holder.get("host") == HOST and isinstance(holder.get("pid"), int):
+        return holder if pid_alive(holder["pid"]) else None
+    # Another host's holder: only the lock itself can tell (a shared probe, released at once).
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holder
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
+def describe(holder: Mapping[str, Any]) -> str:
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+
+
+def read_run(path: Path, failed: Mapping[str, str]) -> RunInfo:
+    """The state of one run directory (the one place that reads it; `failed` maps run
+    directories to the reason of their failed record)."""
+    if is_finished(path):
+        return RunInfo("finished")
+    if (holder := live_holder(path)) is not None:
+        return RunInfo("running", describe(holder))
+    if str(path) in failed:
+        return RunInfo("failed", failed[str(path)])
+    return RunInfo("started" if path.exists() else "absent")
+
+
+@dataclass
+class _Index:
+    """What the output root holds: run directories by arm, and failed records."""
+
+    runs: dict[str, list[tuple[Path, dict[str, Any]]]]  # ticket checksum -> (dir, hparams.json)
+    failed_dirs: dict[str, str]
+    failed_cells: dict[tuple[str, str, str, int], str]  # (checksum, task, dataset, seed)
+
+    @classmethod
+    def read(cls, out: Path) -> _Index:
+        runs: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+        for meta in sorted(out.glob(f"*/{HPARAMS_FILE}")):
+            try:
+                data = read_json(meta)
+                runs.setdefault(data["identity"]["ticket"], []).append((meta.parent, data))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a run directory of a cell (or a damaged one)
+        failed_dirs, failed_cells = {}, {}
+        for rec in _records(out):
+            prov = rec.get("provenance", {})
+            if prov.get("status") != "failed":
+                continue
+            reason = str(prov.get("reason"))
+            if prov.get("run_dir"):
+                failed_dirs[prov["run_dir"]] = reason
+            s = rec.get("setting", {})
+            key = (
+                rec["identity"]["ticket_checksum"],
+                s.get("task"),
+                s.get("dataset"),
+                prov.get("seed"),
+            )
+            failed_cells[key] = reason
+        return cls(runs, failed_dirs, failed_cells)
+
+
+def _records(out: Path) -> Iterable[dict[str, Any]]:
+    for path in sorted((out / "records").rglob("*.json")):
+        try:
+            rec = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("identity"), dict):
+            yield rec
+
+
+def _arm_runs(index: _Index, cell: Cell, arm: str) -> list[Path]:
+    m = cell.match
+    assert m is not None
+    found = []
+    for path, meta in index.runs.get(arm, []):
+        ident, hp = meta.get("identity", {}), meta.get("hparams", {})
+        if hp.get("seed") != m.seed or any(ident.get(k) != v for k, v in m.identity.items()):
+            continue
+        if m.hparams is not None and hp != m.hparams:
+            continue
+        found.append(path)
+    return found
+
+
+def exit_status(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(folder / EXIT_FILE)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _own(plan: Plan, cell: Cell, index: _Index) -> CellState | None:
+    """done, running or failed from the cell's own files; None when none of these."""
+    folder = cell_dir(plan, cell)
+    if (holder := live_holder(folder)) is not None:
+        return CellState("running", describe(holder))
+    ended = exit_status(folder)
+    if ended is not None and ended.get("argv") != list(cell.argv):
+        ended = None  # the study file changed since: that command is not this cell's
+    ok = ended is not None and ended.get("rc") == 0
+    if cell.kind == "search":
+        runs = _search_runs(plan, cell, index)
+        if runs:
+            return CellState("done", "", tuple(runs))
+    elif cell.match is not None:
+        per_arm = [_arm_runs(index, cell, a) for a in cell.match.arms]
+        runs = tuple(p for ps in per_arm for p in ps)
+        infos = [read_run(p, index.failed_dirs) for p in runs]
+        if all(any(is_finished(p) for p in ps) for ps in per_arm):
+            return CellState("done", "", runs)
+        busy = [i.detail for i in infos if i.state == "running"]
+        if busy:
+            return CellState("running", busy[0], runs)
+        reasons = [i.detail for i in infos if i.state == "failed"]
+        reasons += _failed_records(index, cell)
+        if reasons:
+            return CellState("failed", reasons[0], runs)
+    elif ok and cell.kind in ("data", "leaderboard"):
+        return CellState("done")
+    if ended is not None and ended.get("rc") != 0:
+        return CellState("failed", f"exit {ended.get('rc')}: {ended.get('said', '')}".strip())
+    return None
+
+
+def _failed_records(index: _Index, cell: Cell) -> list[str]:
+    m = cell.match
+    assert m is not None
+    task, dataset = m.identity.get("task"), m.identity.get("dataset")
+    return [r for a in m.arms if (r := index.failed_cells.get((a, task, dataset, m.seed)))]
+
+
+def _search_runs(plan: Plan, cell: Cell, index: _Index) -> list[Path]:
+    """A finished search run whose ticket.json is the study's ticket file."""
+    ticket = Path(cell.argv[cell.argv.index("--save-ticket") + 1])
+    if not ticket.is_file():
+        return []
+    try:
+        mine = read_json(ticket).get("checksum")
+    except (OSError, ValueError, AttributeError):
+        return []
+    found = []
+    for path in sorted(plan.study.out.glob("search_*/ticket.json")):
+        try:
+            if read_json(path).get("checksum") == mine and is_finished(path.parent):
+                found.append(path.parent)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
+def plan_states(plan: Plan) -> dict[str, CellState]:
+    """Every cell's state, in plan order."""
+    index = _Index.read(plan.study.out)
+    states: dict[str, CellState] = {}
+    for cell in plan.cells:
+        own = _own(plan, cell, index)
+        if own is not None and not (cell.kind == "leaderboard" and own.state == "done"):
+            states[cell.id] = own
+            continue
+        waiting = [d for d in cell.deps if states[d].state != "done"]
+        if waiting:
+            states[cell.id] = CellState("waiting", ", ".join(waiting))
+        else:
+            states[cell.id] = own or CellState("ready")
+    return states
