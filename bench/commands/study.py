@@ -23,7 +23,6 @@ bench study run studies/demo.toml --launcher local --jobs 2
 bench study run studies/ean-r50.toml --launcher slurm --partition gpu --gpus-per-job 1 \
 --time 2880 --sbatch=--qos=high
 bench study status studies/ean-r50.toml"""
-USAGE = "bench study {plan,status,run} FILE [options]"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

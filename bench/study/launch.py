@@ -197,7 +197,8 @@ def run_study(study: Study, launcher: Launcher) -> str:
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    d = _Driver(study, launcher, plan, make_executor(study, launcher, folder), bar.write)
+    say = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731  (stdout: the leaderboard)
+    d = _Driver(study, launcher, plan, make_executor(study, launcher, folder), say)
     jobs = launcher.jobs or (1 if launcher.name == "local" else len(plan.cells))
     try:
         while True:
