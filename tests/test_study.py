@@ -14,6 +14,7 @@ import pytest
 from fixtures_bad import expect_exit_2
 
 from bench.cli import main
+from bench.study.plan import parse_command
 from bench.tickets import make_ticket
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,3 +190,61 @@ def test_official_split_sizes_follow_the_datasets_protocols():
 
     for name, (_, _, rule) in TRAIN_SPLITS.items():
         assert DATASETS.get(name).heldout == HeldoutRule.parse(rule), name
+
+
+def test_demo_study_commands_make_the_demos_runs(tmp_path):
+    """Each command of studies/demo.toml resolves to the very settings bench.demo passes
+    (so the same run directories, records and leaderboard)."""
+    from dataclasses import replace
+
+    from bench import demo
+    from bench.classify import DataOptions
+    from bench.commands.train import check as train_check
+    from bench.commands.train import data_options
+    from bench.commands.transfer import check as transfer_check
+    from bench.engine import PRESETS
+    from bench.search.cli import search_configs
+    from bench.search.config import SearchConfig
+    from bench.study.plan import build_plan, parse_command
+    from bench.study.schema import load_study
+
+    plan = build_plan(load_study(REPO / "studies" / "demo.toml", tmp_path))
+    search = parse_command(plan.by_id["search"].argv, "search")
+    mine = search_configs(search)[0].replace(save_ticket=None)
+    theirs = SearchConfig(demo.DATASET, demo.MODEL, preset=demo.PRESET, seed=0, out_root=tmp_path)
+    assert mine == theirs
+    for cell in (c for c in plan.cells if c.kind == "train"):
+        args = parse_command(cell.argv, cell.id)
+        seed = int(cell.argv[cell.argv.index("--seeds") + 1])
+        _, base = train_check(args)
+        assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed)
+        assert data_options(args) == DataOptions(train_limit=demo.TRAIN_LIMIT)
+    seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
+    options = transfer_check(parse_command(seg.argv, seg.id))
+    assert options == {"segmentation": {"log_level": "ERROR"}}
+    crowd = next(c for c in plan.cells if c.kind == "transfer" and "crowd_counting" in c.argv)
+    assert transfer_check(parse_command(crowd.argv, crowd.id)) == {}
+
+
+def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
+    """File settings, flags over them, the sbatch script submitit writes, torchrun argv."""
+    from bench.commands.study import launcher_of
+    from bench.study.launch import make_executor
+    from bench.study.plan import build_plan, launch_argv
+    from bench.study.schema import load_study
+
+    extra = '[launcher]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 4\ntime = 2880'
+    study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs", extra)))
+    args = parse_command(["bench", "study", "run", "x.toml", "--mem", "64G", "--sbatch=--qos=high",
+                          "--account", "lab"], "flags")  # fmt: skip
+    launcher = launcher_of(study, args)
+    assert (launcher.partition, launcher.mem, launcher.account) == ("gpu", "64G", "lab")
+    script = make_executor(study, launcher, tmp_path / "sub")._make_submission_file_text("cmd", "u")
+    for line in ("--partition=gpu", "--gpus-per-node=4", "--time=2880", "--mem=64G",
+                 "--account=lab", "--qos=high"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in script, line
+    cell = build_plan(study).by_id["train/t/s0"]
+    argv = launch_argv(cell, "/venv/bin/bench", "/venv/bin/torchrun")
+    assert argv[:6] == ["/venv/bin/torchrun", "--standalone", "--nproc-per-node=4", "-m",
+                        "bench.cli", "train"]  # fmt: skip
+    assert cell.command.startswith("torchrun --standalone --nproc-per-node=4 -m bench.cli train ")
