@@ -85,6 +85,7 @@ class _Driver:
     flights: dict[str, _Flight] = field(default_factory=dict)
     tries: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # failed in this run: reason
+    ok: set[str] = field(default_factory=set)  # exited 0 in this run
     shown: dict[str, str] = field(default_factory=dict)
 
     def submit(self, cell_id: str) -> None:
@@ -106,6 +107,7 @@ class _Driver:
             if isinstance(outcome, JobResult) and outcome.rc is not None and outcome.rc > 0:
                 self.failed[cell_id] = f"exit {outcome.rc}: {outcome.said}"
             elif isinstance(outcome, JobResult) and outcome.rc == 0:
+                self.ok.add(cell_id)
                 searched |= self.plan.by_id[cell_id].kind == "search"
             elif isinstance(outcome, str) and self.tries[cell_id] > self.launcher.retries:
                 self.failed[cell_id] = f"{outcome}, {self.tries[cell_id]} times"
@@ -142,6 +144,8 @@ class _Driver:
                 view[cell.id] = ("running", f"job {self.flights[cell.id].job.job_id}")
             elif s.state in ("done", "running"):
                 view[cell.id] = (s.state, s.detail)
+            elif cell.id in self.ok:  # e.g. the leaderboard over a grid with failed cells
+                view[cell.id] = ("done", "")
             else:
                 view[cell.id] = _by_deps(cell.kind, cell.deps, view)
         return view
