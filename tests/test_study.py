@@ -248,3 +248,12 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     assert argv[:6] == ["/venv/bin/torchrun", "--standalone", "--nproc-per-node=4", "-m",
                         "bench.cli", "train"]  # fmt: skip
     assert cell.command.startswith("torchrun --standalone --nproc-per-node=4 -m bench.cli train ")
+
+
+def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
+    from bench.commands.demo import demo_study
+
+    study = demo_study(tmp_path, seed=3)
+    assert study.seeds == (3, 4, 5) and study.out == tmp_path
+    assert study.search is not None and study.search.seed == 3
+    assert study.search.ticket == f"{tmp_path}/tickets/resnet20-se-fashion-mnist-reinforce-s3.json"

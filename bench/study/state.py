@@ -84,8 +84,9 @@ def describe(holder: Mapping[str, Any]) -> str:
 
 
 def read_run(path: Path, failed: Mapping[str, str]) -> RunInfo:
-    """The state of one run directory (the one place that reads it; `failed` maps run
-    directories to the reason of their failed record)."""
+    """The state of one run directory: the one place a study reads one (`failed` maps run
+    directories to the reason of their failed record). bench.runs.state.read_state can
+    take its place."""
     if is_finished(path):
         return RunInfo("finished")
     if (holder := live_holder(path)) is not None:
@@ -180,7 +181,8 @@ def _own(plan: Plan, cell: Cell, index: _Index) -> CellState | None:
         per_arm = [_arm_runs(index, cell, a) for a in cell.match.arms]
         runs = tuple(p for ps in per_arm for p in ps)
         infos = [read_run(p, index.failed_dirs) for p in runs]
-        if all(any(is_finished(p) for p in ps) for ps in per_arm):
+        finished = {p for p, i in zip(runs, infos) if i.state == "finished"}
+        if all(finished.intersection(ps) for ps in per_arm):
             return CellState("done", "", runs)
         busy = [i.detail for i in infos if i.state == "running"]
         if busy:
@@ -215,11 +217,20 @@ def _search_runs(plan: Plan, cell: Cell, index: _Index) -> list[Path]:
     found = []
     for path in sorted(plan.study.out.glob("search_*/ticket.json")):
         try:
-            if read_json(path).get("checksum") == mine and is_finished(path.parent):
+            finished = read_run(path.parent, index.failed_dirs).state == "finished"
+            if read_json(path).get("checksum") == mine and finished:
                 found.append(path.parent)
         except (OSError, ValueError, AttributeError):
             continue
     return found
+
+
+def _started(plan: Plan, cell: Cell, index: _Index) -> str:
+    """The cell's run directories a killed run left (they resume), named."""
+    if cell.match is None:
+        return ""
+    runs = [p for a in cell.match.arms for p in _arm_runs(index, cell, a)]
+    return " ".join(str(p) for p in runs if read_run(p, index.failed_dirs).state == "started")
 
 
 def plan_states(plan: Plan) -> dict[str, CellState]:
@@ -234,6 +245,8 @@ def plan_states(plan: Plan) -> dict[str, CellState]:
         waiting = [d for d in cell.deps if states[d].state != "done"]
         if waiting:
             states[cell.id] = CellState("waiting", ", ".join(waiting))
+        elif own is None and (started := _started(plan, cell, index)):
+            states[cell.id] = CellState("ready", f"resumes {started}")
         else:
             states[cell.id] = own or CellState("ready")
     return states
