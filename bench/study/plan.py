@@ -145,24 +145,29 @@ def build_plan(study: Study) -> Plan:
                 cell = _train_cell(study, ref, seed, pre)
                 cells.append(cell)
                 train_ids[seed] = cell.id
-        for i, tr in enumerate(study.transfer):
-            for dataset in tr.datasets:
-                if study.pretraining is not None and dataset == study.pretraining.dataset:
-                    notes.append(
-                        f"transfer[{i}]: {tr.task}/{dataset} is the pretraining dataset "
-                        "itself: its `bench train` records are the result"
-                    )
-                    continue
-                for decoder in tr.decoders:
-                    for seed in study.seeds:
-                        need = [train_ids[seed]] if seed in train_ids else deps
-                        need = [*_data_dep(study, tr.data_root), *need]
-                        cells.append(
-                            _transfer_cell(study, ref, i, tr, dataset, decoder, seed, need)
-                        )
+        cells += _transfer_cells(study, ref, train_ids, deps, notes)
     lb_deps = [c.id for c in cells]
     cells.append(_leaderboard_cell(study, lb_deps))
     return Plan(study, tuple(cells), tuple(notes))
+
+
+def _transfer_cells(study: Study, ref: Any, train_ids: dict[int, str], deps: list[str],
+                    notes: list[str]) -> list[Cell]:  # fmt: skip
+    """Each transfer cell of one ticket: task x dataset x decoder x seed, after the
+    pretraining of its seed (or what makes the ticket, when there is no pretraining)."""
+    cells = []
+    for i, tr in enumerate(study.transfer):
+        for dataset in tr.datasets:
+            if study.pretraining is not None and dataset == study.pretraining.dataset:
+                notes.append(f"transfer[{i}]: {tr.task}/{dataset} is the pretraining dataset "
+                             "itself: its `bench train` records are the result")  # fmt: skip
+                continue
+            for decoder in tr.decoders:
+                for seed in study.seeds:
+                    need = [train_ids[seed]] if seed in train_ids else deps
+                    need = [*_data_dep(study, tr.data_root), *need]
+                    cells.append(_transfer_cell(study, ref, i, tr, dataset, decoder, seed, need))
+    return cells
 
 
 def _data_dep(study: Study, data_root: str | None) -> list[str]:
