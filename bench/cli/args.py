@@ -345,6 +345,17 @@ def resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
     return out
 
 
+def ticket_file(item: str) -> Path:
+    """The ticket file `item` names (resolve_ticket_paths); a missing one is a BenchError
+    naming the shipped tickets and what makes it (bench.study.tickets.missing_ticket)."""
+    path = resolve_ticket_paths([item])[0]
+    if not path.exists():
+        from bench.study.tickets import missing_ticket
+
+        raise BenchError(missing_ticket(path))
+    return path
+
+
 def control_kinds(spec: str | None) -> list[str]:
     """--controls "full,none" -> ["full", "none"], in canonical order."""
     wanted = [w.strip() for w in (spec or "").split(",") if w.strip()]

@@ -252,7 +252,7 @@ def _of_other_run(path: Path, result: Mapping[str, Any], damage: list[Damage]) -
     return False
 
 
-def _lock_holder(path: Path) -> tuple[bool, dict[str, Any] | None]:
+def lock_holder(path: Path) -> tuple[bool, dict[str, Any] | None]:
     """(held by a live process, the holder the lock file names or None)."""
     lock = path / LOCK_FILE
     try:
@@ -347,7 +347,7 @@ def read_state(
     is in the files; never writes.
     """
     path = Path(run_dir)
-    running, holder = _lock_holder(path) if lock else (False, None)
+    running, holder = lock_holder(path) if lock else (False, None)
     damage: list[Damage] = []
     meta = _json_object(path / HPARAMS_FILE, damage)
     result = _json_object(path / RESULT_FILE, damage)

@@ -18,6 +18,7 @@ SUMMARIES = {
     "transfer": "plug a ticket into a task beside its controls and score it",
     "leaderboard": "collect result records into tables and plots",
     "runs": "what each run directory holds; repair damaged ones",
+    "study": "plan, run (locally or on SLURM) and follow a whole grid from a study file",
     "demo": "the whole flow on the embedded default, in minutes on a CPU",
 }
 # Modules not named bench.cli.commands.<name>.

@@ -154,7 +154,7 @@ def ticket_for(args: argparse.Namespace, seed: int):
     from bench.ticket.schema import load_ticket, make_ticket, model_slots
 
     if args.ticket is not None:
-        ticket = load_ticket(cliargs.resolve_ticket_paths([args.ticket])[0])
+        ticket = load_ticket(cliargs.ticket_file(args.ticket))
         if ticket.model_name != args.model:
             raise BenchError(f"{args.ticket}: ticket is for {ticket.model_name}, not {args.model}")
         return ticket

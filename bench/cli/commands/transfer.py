@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> None:
     from bench.ticket.schema import load_ticket, transfer_arms
 
     load_adapters()
-    ticket = load_ticket(cliargs.resolve_ticket_paths([args.ticket])[0])
+    ticket = load_ticket(cliargs.ticket_file(args.ticket))
     tasks = _transfer_tasks(args)
     kinds = [] if args.no_controls else cliargs.control_kinds(args.controls)
     if args.task != "all":  # the one thing asked for cannot run: say so before anything else

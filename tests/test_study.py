@@ -1,0 +1,261 @@
+"""Study files, the plan graph and the cell states (bench.study), without running a cell.
+
+Bad study files must be refused with one line naming the key (exit 2, nothing written); the
+shipped studies must plan on a fresh clone (no data); states are read from the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fixtures_bad import expect_exit_2
+
+from bench.cli.main import main
+from bench.study.plan import parse_command
+from bench.ticket.schema import make_ticket
+
+REPO = Path(__file__).resolve().parent.parent
+STUDIES = sorted((REPO / "studies").glob("*.toml"))
+
+
+@pytest.fixture
+def ticket_file(tmp_path: Path) -> Path:
+    prov = {"kind": "published", "citation": "test", "source": "test"}
+    ticket = make_ticket("r20-se-t", "resnet20", "se", [1, 0, 0, 1, 0, 1, 0, 0, 1], prov)
+    return ticket.save(tmp_path / "t.json")
+
+
+def tiny_study(ticket: Path, out: Path, extra: str = "") -> str:
+    return f"""
+seeds = [0, 1]
+controls = ["full", "none"]
+tickets = ["{ticket}"]
+out = "{out}"
+[pretraining]
+dataset = "fashion-mnist"
+preset = "short"
+flags = {{ epochs = 1, batch-size = 32 }}
+[[transfer]]
+task = "crowd_counting"
+datasets = ["shanghaitech-b"]
+flags = {{ iters = 2 }}
+{extra}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+BAD = [
+    ("unknown-key", "seeds = [0, 1]", "seeds = [0, 1]\nseed = 1", ("seed", "unknown key")),
+    ("seeds-empty", "seeds = [0, 1]", "seeds = []", ("seeds",)),
+    ("seeds-text", "seeds = [0, 1]", 'seeds = ["a"]', ("seeds",)),
+    ("controls", '"full", "none"]', '"fulll"]', ("controls[0]", "fulll")),
+    ("dataset", 'dataset = "fashion-mnist"', 'dataset = "mnist"', ("pretraining.dataset",)),
+    ("preset", 'preset = "short"', 'preset = "nosuch"', ("pretraining", "nosuch")),
+    ("flag", "epochs = 1,", "nosuch = 1, epochs = 1,", ("pretraining", "--nosuch")),
+    ("flag-value", "epochs = 1,", "epochs = 0,", ("pretraining", "--epochs")),
+    ("task", 'task = "crowd_counting"', 'task = "counting"', ("transfer[0].task",)),
+    ("opt", "iters = 2 }", "iters = 2 }\nopt = { nosuchkey = 1 }", ("transfer[0]", "nosuchkey")),
+    (
+        "decoders",
+        "iters = 2 }",
+        'iters = 2 }\ndecoders = ["pspnet"]',
+        ("transfer[0].decoders", "segmentation"),
+    ),
+    ("launcher", "iters = 2 }", 'iters = 2 }\n[launcher]\nname = "pbs"', ("launcher.name",)),
+    ("sbatch", "iters = 2 }", 'iters = 2 }\n[launcher]\nsbatch = ["qos"]', ("launcher.sbatch[0]",)),
+    ("not-toml", "seeds = [0, 1]", "seeds = [0, 1", ("not TOML",)),
+]
+
+
+@pytest.mark.parametrize(("name", "old", "new", "needles"), BAD, ids=[b[0] for b in BAD])
+def test_bad_study_file_is_one_line_exit_2(tmp_path, capsys, ticket_file, name, old, new, needles):
+    out = tmp_path / "runs"
+    text = tiny_study(ticket_file, out)
+    assert old in text
+    path = _write(tmp_path, text.replace(old, new, 1))
+    line = expect_exit_2(["study", "plan", str(path)], capsys, *needles)
+    assert str(path) in line
+    assert not out.exists()  # nothing written
+
+
+def test_missing_ticket_names_the_shipped_ones_and_what_makes_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    shipped = sorted(p.stem for p in (REPO / "tickets").glob("*.json"))
+    argv = ["transfer", "--ticket", "tickets/r50_se.json", "--task", "crowd_counting",
+            "--pretrained", "none", "--out", str(tmp_path)]  # fmt: skip
+    if (REPO / "tickets" / "r50_se.json").exists():
+        pytest.skip("tickets/r50_se.json was made here")
+    line = expect_exit_2(argv, capsys, "tickets/r50_se.json", *shipped)
+    assert "bench study run studies/r50-se.toml" in line
+    study = _write(tmp_path, 'seeds = [0]\ntickets = ["tickets/nosuch.json"]')
+    expect_exit_2(["study", "plan", str(study)], capsys, "tickets[0]", *shipped, "bench search")
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
+def test_shipped_studies_plan_on_a_fresh_clone(study, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("TICKETBENCH_DATA", str(tmp_path / "no-data"))
+    assert main(["study", "plan", str(study.relative_to(REPO)), "--format", "json",
+                 "--out", str(tmp_path / "runs")]) == 0  # fmt: skip
+    plan = json.loads(capsys.readouterr().out)
+    cells = plan["cells"]
+    ids = [c["id"] for c in cells]
+    assert ids[-1] == "leaderboard" and set(cells[-1]["deps"]) == set(ids[:-1])
+    for c in cells:
+        assert c["argv"][0] == "bench" and c["state"] in ("ready", "waiting")
+        assert set(c["deps"]) <= set(ids[: ids.index(c["id"])])  # dependencies come first
+    expected = {"ean-r50": 31, "r50-se": 11, "cifar100-r164": 5, "demo": 15}
+    assert len(cells) == expected[study.stem]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_study_is_the_demo(tmp_path):
+    """studies/demo.toml runs what bench.demo names: dataset, model, preset, tasks, limit."""
+    from bench import demo
+    from bench.study.plan import build_plan
+    from bench.study.schema import load_study
+
+    study = load_study(REPO / "studies" / "demo.toml", tmp_path)
+    assert study.search is not None and study.pretraining is not None
+    assert (study.search.dataset, study.search.model, study.search.preset) == (
+        demo.DATASET, demo.MODEL, demo.PRESET)  # fmt: skip
+    assert (study.pretraining.dataset, study.pretraining.preset) == (demo.DATASET, demo.PRESET)
+    assert study.pretraining.train_limit == demo.TRAIN_LIMIT
+    assert tuple(t.task for t in study.transfer) == demo.TRANSFER_TASKS
+    assert study.controls == ("full", "none") and study.seeds == (0, 1, 2)
+    plan = build_plan(study)
+    train = [c for c in plan.cells if c.kind == "train"]
+    assert [c.argv[c.argv.index("--seeds") + 1] for c in train] == ["0", "1", "2"]
+    assert all(c.deps == ("search",) for c in train)
+
+
+def test_plan_graph_and_states_from_files(tmp_path, ticket_file):
+    from bench.engine.rundir import hold_run, release_run
+    from bench.study.plan import build_plan
+    from bench.study.schema import load_study
+    from bench.study.state import EXIT_FILE, cell_dir, plan_states
+    from bench.util.io import atomic_write_json
+
+    study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs")))
+    plan = build_plan(study)
+    by = plan.by_id
+    assert [c.id for c in plan.cells] == [
+        "train/t/s0", "train/t/s1", "transfer/t/crowd_counting/shanghaitech-b/s0",
+        "transfer/t/crowd_counting/shanghaitech-b/s1", "leaderboard"]  # fmt: skip
+    assert by["transfer/t/crowd_counting/shanghaitech-b/s1"].deps == ("train/t/s1",)
+    assert len(by["train/t/s0"].match.arms) == 3  # the ticket, full, none
+    states = plan_states(plan)
+    assert [states[c.id].state for c in plan.cells] == ["ready"] * 2 + ["waiting"] * 3
+    # A cell whose lock a live process holds is running, named by that holder.
+    hold_run(cell_dir(plan, by["train/t/s0"]))
+    try:
+        s = plan_states(plan)["train/t/s0"]
+        assert s.state == "running" and f"pid {os.getpid()}" in s.detail
+    finally:
+        release_run(cell_dir(plan, by["train/t/s0"]))
+    # A command that exited non-zero is failed; its dependents wait on it.
+    cell = by["train/t/s1"]
+    atomic_write_json(cell_dir(plan, cell) / EXIT_FILE,
+                      {"rc": 2, "argv": list(cell.argv), "said": "bench: error: x"})  # fmt: skip
+    states = plan_states(plan)
+    assert states["train/t/s0"].state == "ready"
+    assert states["train/t/s1"].state == "failed" and "exit 2" in states["train/t/s1"].detail
+    assert states["transfer/t/crowd_counting/shanghaitech-b/s1"].state == "waiting"
+    # An exit status of another command (the study file changed) is not this cell's.
+    atomic_write_json(cell_dir(plan, cell) / EXIT_FILE, {"rc": 2, "argv": ["bench", "x"]})
+    assert plan_states(plan)["train/t/s1"].state == "ready"
+
+
+def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
+    from bench.study.plan import build_plan
+    from bench.study.schema import load_study
+
+    text = tiny_study(ticket_file, tmp_path / "runs").replace("flags = {", "train_limit = 500\n"
+                                                              "flags = {", 1)  # fmt: skip
+    plan = build_plan(load_study(_write(tmp_path, text)))
+    assert plan.by_id["train/t/s0"].work == 1 * 500 * 3
+
+
+def test_official_split_sizes_follow_the_datasets_protocols():
+    from bench.data.datasets import DATASETS, HeldoutRule
+    from bench.study.work import TRAIN_SPLITS
+
+    for name, (_, _, rule) in TRAIN_SPLITS.items():
+        assert DATASETS.get(name).heldout == HeldoutRule.parse(rule), name
+
+
+def test_demo_study_commands_make_the_demos_runs(tmp_path):
+    """Each command of studies/demo.toml resolves to the very settings bench.demo passes
+    (so the same run directories, records and leaderboard)."""
+    from dataclasses import replace
+
+    from bench import demo
+    from bench.cli.commands.search import search_configs
+    from bench.cli.commands.train import check as train_check
+    from bench.cli.commands.train import data_options
+    from bench.cli.commands.transfer import check as transfer_check
+    from bench.engine import PRESETS
+    from bench.runs.classify import DataOptions
+    from bench.search.config import SearchConfig
+    from bench.study.plan import build_plan, parse_command
+    from bench.study.schema import load_study
+
+    plan = build_plan(load_study(REPO / "studies" / "demo.toml", tmp_path))
+    search = parse_command(plan.by_id["search"].argv, "search")
+    mine = search_configs(search)[0].replace(save_ticket=None)
+    theirs = SearchConfig(demo.DATASET, demo.MODEL, preset=demo.PRESET, seed=0, out_root=tmp_path)
+    assert mine == theirs
+    for cell in (c for c in plan.cells if c.kind == "train"):
+        args = parse_command(cell.argv, cell.id)
+        seed = int(cell.argv[cell.argv.index("--seeds") + 1])
+        _, base = train_check(args)
+        assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed)
+        assert data_options(args) == DataOptions(train_limit=demo.TRAIN_LIMIT)
+    seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
+    options = transfer_check(parse_command(seg.argv, seg.id))
+    assert options == {"segmentation": {"log_level": "ERROR"}}
+    crowd = next(c for c in plan.cells if c.kind == "transfer" and "crowd_counting" in c.argv)
+    assert transfer_check(parse_command(crowd.argv, crowd.id)) == {}
+
+
+def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
+    """File settings, flags over them, the sbatch script submitit writes, torchrun argv."""
+    from bench.cli.commands.study import launcher_of
+    from bench.study.launch import make_executor
+    from bench.study.plan import build_plan, launch_argv
+    from bench.study.schema import load_study
+
+    extra = '[launcher]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 4\ntime = 2880'
+    study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs", extra)))
+    args = parse_command(["bench", "study", "run", "x.toml", "--mem", "64G", "--sbatch=--qos=high",
+                          "--account", "lab"], "flags")  # fmt: skip
+    launcher = launcher_of(study, args)
+    assert (launcher.partition, launcher.mem, launcher.account) == ("gpu", "64G", "lab")
+    script = make_executor(study, launcher, tmp_path / "sub")._make_submission_file_text("cmd", "u")
+    for line in ("--partition=gpu", "--gpus-per-node=4", "--time=2880", "--mem=64G",
+                 "--account=lab", "--qos=high"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in script, line
+    cell = build_plan(study).by_id["train/t/s0"]
+    argv = launch_argv(cell, "/venv/bin/bench", "/venv/bin/torchrun")
+    assert argv[:6] == ["/venv/bin/torchrun", "--standalone", "--nproc-per-node=4", "-m",
+                        "bench.cli.main", "train"]  # fmt: skip
+    assert cell.command.startswith(
+        "torchrun --standalone --nproc-per-node=4 -m bench.cli.main train "
+    )
+
+
+def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
+    from bench.cli.commands.demo import demo_study
+
+    study = demo_study(tmp_path, seed=3)
+    assert study.seeds == (3, 4, 5) and study.out == tmp_path
+    assert study.search is not None and study.search.seed == 3
+    assert study.search.ticket == f"{tmp_path}/tickets/resnet20-se-fashion-mnist-reinforce-s3.json"
