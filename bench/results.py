@@ -73,6 +73,8 @@ def ticket_identity(ticket: Ticket) -> dict[str, Any]:
 SESSION_COST_KEYS = (
     "latency_ratio_full",
     "latency_ratio_none",
+    "latency_ratio_full_ci",
+    "latency_ratio_none_ci",
     "latency_ci_rel",
     "latency_flag",
     "threads",
