@@ -8,6 +8,7 @@ bad argument is reported before any heavy import.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -121,6 +122,24 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 nonnegative_int = _int_at_least(0)
+
+
+def percent(text: str) -> float:
+    """A finite percentage >= 0, e.g. a tolerance."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, not {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text}: expected a percentage >= 0")
+    return value
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a directory")
+    return path
 
 
 def device(text: str) -> str:

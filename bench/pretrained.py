@@ -31,6 +31,7 @@ from bench.engine.rundir import BEST_FILE, HPARAMS_FILE, RESULT_FILE
 from bench.errors import BenchError
 from bench.fingerprint import file_sha256
 from bench.io import read_json
+from bench.results import protocol_id
 from bench.tickets import Ticket
 
 INIT_KINDS = ("pretrained", "file", "scratch")
@@ -121,8 +122,6 @@ def pretrained_init(
 ) -> Init:
     """The Init of `arm` from its own pretraining run; BenchError naming the arm and the
     command that makes the run (`remedy`) when there is none."""
-    from bench.leaderboard import protocol_id
-
     found = find_pretraining(out_root, ticket, dataset, preset, seed)
     if not found:
         raise BenchError(

@@ -22,6 +22,7 @@ from typing import Any
 from bench.cost import Cost
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.fingerprint import value_sha256
 from bench.io import atomic_write_json, read_json, remove_stale_temps
 from bench.paths import slug
 from bench.tickets import Ticket
@@ -200,6 +201,12 @@ def drop_failed(out_root: str | Path, record: Mapping[str, Any]) -> list[Path]:
             path.with_suffix(".traceback.txt").unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def protocol_id(protocol: Mapping[str, Any]) -> str:
+    """A record protocol's short name: the first 8 hex digits of its canonical JSON's sha256
+    (runs are comparable only under one protocol_id)."""
+    return value_sha256(dict(protocol), 8)
 
 
 def iter_records(out_root: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:

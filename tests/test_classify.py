@@ -14,7 +14,7 @@ from bench.cli import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
 from bench.io import read_jsonl
-from bench.leaderboard import protocol_id
+from bench.results import protocol_id
 from bench.tickets import control_tickets, make_ticket
 
 FAST = ["--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from bench.faults import ENV_KILL_AT
-from bench.leaderboard import collect
+from bench.report.collect import collect
 from bench.tickets import make_ticket
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ import bench.search.ticket_out as ticket_out
 from bench.engine import TrainHParams, prepare_run, run_dir, run_hash, train
 from bench.environment import FINGERPRINT_FIELDS, environment, fingerprint
 from bench.io import read_json
-from bench.leaderboard import collect, summarize
+from bench.report.collect import collect
+from bench.report.summary import summarize
 from bench.search.run import run_search
 from bench.tickets import load_ticket, make_ticket
 from tasks.classification.datasets import DEBIAN_FASHION_MNIST

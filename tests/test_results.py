@@ -11,8 +11,9 @@ import pytest
 
 from bench.cost import measure_cost
 from bench.errors import BenchError
-from bench.leaderboard import collect, summarize
 from bench.models.slots import build_ticket_model
+from bench.report.collect import collect
+from bench.report.summary import summarize
 from bench.results import SCHEMA_VERSION, iter_records, make_record, record_path, write_record
 from bench.tickets import Ticket, make_ticket
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.leaderboard import protocol_id
+from bench.results import protocol_id
 from bench.tickets import make_ticket
 
 

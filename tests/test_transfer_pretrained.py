@@ -12,7 +12,7 @@ import pytest
 
 from bench.cli import main
 from bench.fingerprint import file_sha256
-from bench.leaderboard import protocol_id
+from bench.results import protocol_id
 from bench.tickets import make_ticket
 
 TRAIN = ["--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
