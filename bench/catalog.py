@@ -28,7 +28,7 @@ TASKS: dict[str, tuple[str, ...]] = {
 CLASSIFICATION_DATASETS = TASKS["classification"]
 DECODERS = ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet")
 MODES = ("new", "cover")
-FORMATS = ("csv", "md", "latex")  # leaderboard table formats (bench.leaderboard)
+FORMATS = ("csv", "md", "latex")  # leaderboard table formats (bench.report.export)
 SHARING = ("block", "stage")
 # The light module that declares each task's --opt keys (a TaskOptions named OPTIONS).
 TASK_OPTIONS = {

@@ -4,6 +4,7 @@ Owns collecting records into rows (collect), paired differences to the controls 
 t-intervals and the verdicts on the paper's three claims (paired), the share-of-gain score
 (score), seed summaries per benchmark cell x ticket (summary), ranks (rank), the CSV,
 Markdown and LaTeX exporters (export), plots (plots) and the `bench leaderboard` job that
-ties them together (leaderboard). May import bench.results, bench.io, bench.fingerprint,
-bench.paths, bench.errors, bench.catalog, scipy and matplotlib; never tasks/ or torch.
+ties them together (leaderboard). May import bench.results (records), bench.io,
+bench.fingerprint, bench.paths, bench.errors, bench.catalog, scipy and matplotlib (plots
+only, when asked); never tasks/.
 """

@@ -180,7 +180,7 @@ def _versus(row: Mapping[str, Any], control: Mapping[str, Any], which: str) -> P
         notes = [f"no seed shared with the {which} control"]
     elif lacking:
         seeds = " ".join(str(s) for s in lacking)
-        notes.insert(0, f"seed {seeds} of the ticket: no finished {which} control run")
+        notes.insert(0, f"seed {seeds}: no finished {which} control run")
     return Paired(**{**vars(p), "reason": "; ".join(notes) or None})
 
 
