@@ -194,9 +194,23 @@ def _put_versus(row: dict[str, Any], which: str, p: Paired | None, reason: str |
     row.update(zip(cols, (*values, p.rel_lo, p.rel_hi, p.reason)))
 
 
+Found = dict[str, tuple[dict[str, Any] | None, str | None]]
+
+
+def _share(row: Mapping[str, Any], found: Found) -> GainShare:
+    """The share of the full-SAM gain, or NaN and why (a control missing, a failed run)."""
+    missing = next((m for _, m in found.values() if m), None)
+    if missing is None and row["n"] == 0:
+        missing = "no finished run"
+    full, none = (found[w][0] for w in CONTROLS)
+    if missing or full is None or none is None:
+        return GainShare(NAN, (), missing)
+    return gain_share(row["_values"], full["_values"], none["_values"], row["higher_is_better"])
+
+
 def _compare(rows: Sequence[dict[str, Any]], row: dict[str, Any], tolerance_pct: float) -> None:
     """Fill the row's paired differences, share of gain, savings and verdicts."""
-    found = {which: _control(rows, row, which) for which in CONTROLS}
+    found: Found = {which: _control(rows, row, which) for which in CONTROLS}
     paired: dict[str, Paired | None] = {}
     for which, (control, missing) in found.items():
         p = None
@@ -208,16 +222,7 @@ def _compare(rows: Sequence[dict[str, Any]], row: dict[str, Any], tolerance_pct:
             p = _versus(row, control, which)
         paired[which] = p
         _put_versus(row, which, p, missing)
-    missing = next((m for _, m in found.values() if m), None)
-    if missing is None and row["n"] == 0:
-        missing = "no finished run"
-    share = GainShare(NAN, (), missing)
-    if missing is None:
-        full, none = (found[w][0] for w in CONTROLS)
-        assert full is not None and none is not None
-        share = gain_share(
-            row["_values"], full["_values"], none["_values"], row["higher_is_better"]
-        )
+    share = _share(row, found)
     row["gain_share"], row["gain_share_n"] = share.value, len(share.seeds)
     row["gain_share_seeds"] = " ".join(str(s) for s in share.seeds)
     row["gain_share_reason"] = share.reason
