@@ -95,7 +95,7 @@ def compare_part(s: Session, ora: ModuleType, part: str, n: int) -> Any:
 
 
 def run(s: Session) -> None:
-    from bench.plots import save_figure
+    from bench.report.plots import save_figure
 
     ora = oracle()
     (h, w), heads, _ = s.pick(SIZES)

@@ -226,7 +226,7 @@ def exhaustive(s: Session, sup: SupernetRun, net: SlotResNet, scoring: Subset,
 
 def growth(s: Session, sizes: Sizes) -> None:
     """Search wall time (scorer, strategy, loop) vs depth at a fixed budget."""
-    from bench.plots import save_figure
+    from bench.report.plots import save_figure
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(sizes.growth_images, 3, 32, 32, generator=g),

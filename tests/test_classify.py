@@ -12,8 +12,8 @@ import torch
 from bench.cli.main import main
 from bench.engine import TrainHParams
 from bench.engine.distributed import free_port
-from bench.leaderboard import protocol_id
 from bench.runs.classify import DataOptions, train_cell
+from bench.runs.records import protocol_id
 from bench.ticket.schema import control_tickets, make_ticket
 from bench.util.io import read_jsonl
 

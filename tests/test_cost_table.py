@@ -16,6 +16,7 @@ from bench.cost.table import (
     _inversion_flag,
     measure_session,
     median_ci_rel,
+    ratio_ci,
     session_costs,
 )
 from bench.models.slots import build_ticket_model
@@ -113,6 +114,19 @@ def test_ratios_are_within_one_session(tmp_path):
         for b, r in ratios.items():
             assert r == costs[a.key]["latency_ms"] / costs[b]["latency_ms"]
     assert 1.5 < costs["c"]["latency_ratio"]["a"] < 6  # 2 ms vs 0.5 ms of spinning
+    # The ratio's interval comes from the paired rounds and holds the slower/faster split.
+    lo, hi = costs["c"]["latency_ratio_ci"]["a"]
+    assert 1 < lo <= hi and costs["a"]["latency_ratio_ci"]["c"][1] < 1
+
+
+def test_ratio_interval_from_paired_rounds():
+    # n = 7: [x_(1), x_(7)] of the per-round ratios; n = 9: [x_(2), x_(8)]
+    assert ratio_ci([2.0] * 7, [1.0, 2.0, 4.0, 1.0, 2.0, 4.0, 8.0]) == (0.25, 2.0)
+    nine = ratio_ci([1.0] * 9, [1.0, 2.0, 4.0, 5.0, 8.0, 10.0, 0.5, 0.25, 20.0])
+    assert nine == (1 / 10, 1 / 0.5)
+    # A drift that slows both models of a round alike cancels in its ratio.
+    assert ratio_ci([1, 2, 3, 4, 5, 6, 7], [2, 4, 6, 8, 10, 12, 14]) == (0.5, 0.5)
+    assert ratio_ci([1.0] * 5, [2.0] * 5) is None  # too few rounds for a 95% interval
 
 
 def test_other_shape_threads_or_kind_is_a_new_session(tmp_path):

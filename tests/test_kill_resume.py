@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import torch
 
-from bench.leaderboard import collect
+from bench.report.collect import collect
 from bench.ticket.schema import make_ticket
 from bench.util.faults import ENV_KILL_AT
 

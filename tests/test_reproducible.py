@@ -32,7 +32,8 @@ import bench.runs.records as results
 import bench.search.ticket_out as ticket_out
 from bench.data.datasets import DEBIAN_FASHION_MNIST
 from bench.engine import TrainHParams, prepare_run, run_dir, run_hash, train
-from bench.leaderboard import collect, summarize
+from bench.report.collect import collect
+from bench.report.summary import summarize
 from bench.search.run import run_search
 from bench.ticket.schema import load_ticket, make_ticket
 from bench.util.environment import FINGERPRINT_FIELDS, environment, fingerprint

@@ -10,8 +10,9 @@ import multiprocessing as mp
 import pytest
 
 from bench.cost.table import measure_cost
-from bench.leaderboard import collect, summarize
 from bench.models.slots import build_ticket_model
+from bench.report.collect import collect
+from bench.report.summary import summarize
 from bench.runs.records import SCHEMA_VERSION, iter_records, make_record, record_path, write_record
 from bench.ticket.schema import Ticket, make_ticket
 from bench.util.errors import BenchError

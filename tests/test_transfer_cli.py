@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli.main import main
-from bench.leaderboard import protocol_id
+from bench.runs.records import protocol_id
 from bench.ticket.schema import make_ticket
 
 
@@ -90,10 +90,15 @@ def test_transfer_all_then_leaderboard(data_root, tmp_path, capsys, monkeypatch)
     with open(out / "leaderboards" / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["task"] for r in rows} == {"classification", "crowd_counting", "segmentation"}
-    # One seed: the transfer score cannot judge seed noise, and says so.
+    # One seed: the difference vs full is a number without an interval; the share of gain
+    # cannot judge seed noise. Both say so.
     mine = [r for r in rows if r["ticket"] == "r20-se-t"]
-    assert mine and all(r["score"] in ("", "nan", "NaN") for r in mine)
-    assert all("seed noise cannot be judged" in r["score_reason"] for r in mine)
+    assert mine and all(r["vs_full_rel"] not in ("", "nan") for r in mine)
+    assert all(r["vs_full_rel_lo"] == "" and r["vs_full_n"] == "1" for r in mine)
+    assert all(r["vs_full_reason"].startswith("1 shared seed (0): no interval") for r in mine)
+    assert all(r["verdict_accuracy"] == "undecided" for r in mine)
+    assert all(r["gain_share"] == "nan" for r in mine)
+    assert all("seed noise cannot be judged" in r["gain_share_reason"] for r in mine)
 
 
 @pytest.mark.parametrize(

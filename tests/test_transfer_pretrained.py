@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli.main import main
-from bench.leaderboard import protocol_id
+from bench.runs.records import protocol_id
 from bench.ticket.schema import make_ticket
 from bench.util.fingerprint import file_sha256
 

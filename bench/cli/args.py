@@ -8,6 +8,7 @@ bad argument is reported before any heavy import.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 
 from bench.cli import catalog
 from bench.engine.checkpoint_interval import add_checkpoint_flag
+from bench.ticket.schema import (  # noqa: F401  (re-exported for the commands)
+    TICKET_DIR,
+    resolve_ticket_paths,
+)
 from bench.util.errors import BenchError
 
-TICKET_DIR = Path(__file__).resolve().parents[2] / "tickets"
 SEED_LIMIT = 2**63  # seeds fit a signed 64-bit integer (torch generators, JSON readers)
 
 
@@ -121,6 +125,24 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 nonnegative_int = _int_at_least(0)
+
+
+def percent(text: str) -> float:
+    """A finite percentage >= 0, e.g. a tolerance."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, not {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text}: expected a percentage >= 0")
+    return value
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a directory")
+    return path
 
 
 def device(text: str) -> str:
@@ -330,19 +352,6 @@ def split_key_values(items: Sequence[str], flag: str) -> dict[str, str]:
 def parse_key_values(items: Sequence[str], flag: str) -> dict:
     """["a=1", "b-c=x"] -> {"a": 1, "b_c": "x"} (numbers read as numbers)."""
     return {k: literal(v) for k, v in split_key_values(items, flag).items()}
-
-
-def resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
-    """Files as given; a bare name means tickets/NAME.json; no items means all shipped."""
-    if not items:
-        return sorted(TICKET_DIR.glob("*.json"))
-    out = []
-    for item in items:
-        p = Path(item)
-        if not p.exists() and not p.suffix and (TICKET_DIR / f"{item}.json").exists():
-            p = TICKET_DIR / f"{item}.json"
-        out.append(p)
-    return out
 
 
 def ticket_file(item: str) -> Path:

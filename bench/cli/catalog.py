@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from bench.models.names import split_model
+from bench.report import FORMATS  # noqa: F401  (re-exported: the CLI's choices)
 
 BACKBONES = (
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet164",
@@ -24,7 +25,6 @@ STRATEGIES = ("reinforce", "random", "greedy", "evolution")
 CLASSIFICATION_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 DECODERS = ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet")
 MODES = ("new", "cover")
-FORMATS = ("csv", "md", "latex")  # leaderboard table formats (bench.leaderboard)
 SHARING = ("block", "stage")
 
 

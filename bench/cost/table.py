@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +38,7 @@ __all__ = [
     "measure_cost",
     "measure_costs",
     "measure_latencies",
+    "ratio_ci",
     "measure_models",
     "measure_session",
     "session_costs",
@@ -66,6 +67,8 @@ class Timing:
     rounds: int
     seconds: float  # wall time of warm-up and rounds
     tolerance: float
+    # Each model's time per round, in round order: round r of two models is a pair.
+    times_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def converged(self, key: str) -> bool:
         return self.ci_rel[key] <= self.tolerance
@@ -106,6 +109,16 @@ def median_ci_rel(ordered: Sequence[float]) -> tuple[float, float]:
     return median, (ordered[n - j] - ordered[j - 1]) / (2 * median)
 
 
+def ratio_ci(times_a: Sequence[float], times_b: Sequence[float]) -> tuple[float, float] | None:
+    """Distribution-free ~95% CI of the median of the per-round ratios a/b (the rounds are
+    paired: both ran in one round, so a load drift hits both); None under 6 rounds."""
+    ratios = sorted(a / b for a, b in zip(times_a, times_b, strict=True))
+    j = ci_rank(len(ratios))
+    if j == 0:
+        return None
+    return ratios[j - 1], ratios[len(ratios) - j]
+
+
 # ---- one session -------------------------------------------------------------------------
 @torch.inference_mode()
 def measure_session(
@@ -133,6 +146,7 @@ def measure_session(
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     rng, keys = random.Random(seed), list(models)
     ordered: dict[str, list[float]] = {k: [] for k in keys}
+    times: dict[str, list[float]] = {k: [] for k in keys}
     ci = {k: math.inf for k in keys}
     bar = tqdm(desc=desc, unit="round", file=sys.stderr, disable=not show_progress(progress))
     start = time.perf_counter()
@@ -148,8 +162,9 @@ def measure_session(
                 t0 = time.perf_counter()
                 models[k](x)
                 sync()
+                times[k].append((time.perf_counter() - t0) * 1e3)
                 # Kept sorted as they come: the CI is then two lookups per round.
-                bisect.insort(ordered[k], (time.perf_counter() - t0) * 1e3)
+                bisect.insort(ordered[k], times[k][-1])
             rounds += 1
             ci = {k: median_ci_rel(v)[1] for k, v in ordered.items()}
             bar.update()
@@ -168,6 +183,7 @@ def measure_session(
         rounds=rounds,
         seconds=time.perf_counter() - start,
         tolerance=tolerance,
+        times_ms=times,
     )
 
 
@@ -238,9 +254,20 @@ def _entries(
             "rounds": t.rounds if t else 0,
             "converged": t.converged(a.key) if t else None,
             "latency_ratio": {o.key: ms[a.key] / ms[o.key] for o in archs if o is not a and t},
+            # Where the ratio lies, from the paired rounds ([lo, hi]; null under 6 rounds).
+            "latency_ratio_ci": {
+                o.key: _ci_list(t.times_ms[a.key], t.times_ms[o.key])
+                for o in archs
+                if o is not a and t
+            },
             "latency_flag": _inversion_flag(a, archs, ms, t.tolerance) if t else None,
         }
     return out
+
+
+def _ci_list(a: Sequence[float], b: Sequence[float]) -> list[float] | None:
+    ci = ratio_ci(a, b)
+    return None if ci is None else list(ci)
 
 
 # ---- storage ------------------------------------------------------------------------------

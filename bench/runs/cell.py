@@ -303,10 +303,12 @@ def arm_cost(cell: Cell, out_root: Path, device: str) -> dict[str, Any]:
     )
     mine = dict(entries[f"{kind}:{cell.ticket.checksum}"])
     ratios = mine.get("latency_ratio") or {}
+    cis = mine.get("latency_ratio_ci") or {}
     for name, ref in (("full", full), ("none", none)):
         key = f"{kind}:{ref.checksum}"
         same = ref.checksum == cell.ticket.checksum
         mine[f"latency_ratio_{name}"] = 1.0 if same and spec.latency else ratios.get(key)
+        mine[f"latency_ratio_{name}_ci"] = [1.0, 1.0] if same and spec.latency else cis.get(key)
     return mine
 
 

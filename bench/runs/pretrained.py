@@ -29,6 +29,7 @@ from torch import nn
 from bench.engine.checkpoint import load_checkpoint, unwrap_state_dict
 from bench.engine.rundir import BEST_FILE, HPARAMS_FILE, RESULT_FILE
 from bench.engine.state import json_or_refuse
+from bench.runs.records import protocol_id
 from bench.ticket.schema import Ticket
 from bench.util.errors import BenchError
 from bench.util.fingerprint import file_sha256
@@ -122,8 +123,6 @@ def pretrained_init(
 ) -> Init:
     """The Init of `arm` from its own pretraining run; BenchError naming the arm and the
     command that makes the run (`remedy`) when there is none."""
-    from bench.leaderboard import protocol_id
-
     found = find_pretraining(out_root, ticket, dataset, preset, seed)
     if not found:
         raise BenchError(

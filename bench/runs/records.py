@@ -23,6 +23,7 @@ from bench.cost.measure import Cost
 from bench.ticket.schema import Ticket
 from bench.util.environment import environment
 from bench.util.errors import BenchError
+from bench.util.fingerprint import value_sha256
 from bench.util.io import atomic_write_json, read_json, remove_stale_temps
 from bench.util.paths import slug
 
@@ -73,6 +74,8 @@ def ticket_identity(ticket: Ticket) -> dict[str, Any]:
 SESSION_COST_KEYS = (
     "latency_ratio_full",
     "latency_ratio_none",
+    "latency_ratio_full_ci",
+    "latency_ratio_none_ci",
     "latency_ci_rel",
     "latency_flag",
     "threads",
@@ -198,6 +201,12 @@ def drop_failed(out_root: str | Path, record: Mapping[str, Any]) -> list[Path]:
             path.with_suffix(".traceback.txt").unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def protocol_id(protocol: Mapping[str, Any]) -> str:
+    """A record protocol's short name: the first 8 hex digits of its canonical JSON's sha256
+    (runs are comparable only under one protocol_id)."""
+    return value_sha256(dict(protocol), 8)
 
 
 def iter_records(out_root: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:

@@ -214,7 +214,7 @@ def report(
     plot: bool = False,
 ) -> tuple[str, list[Path]]:
     """The runs table, then the leaderboard of the tasks that ran (with plots when asked)."""
-    from bench.leaderboard import leaderboard
+    from bench.report.leaderboard import leaderboard
 
     text = summary_table(records, skipped)
     ran = sorted({r["setting"]["task"] for r in records})

@@ -6,9 +6,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cli.args import TICKET_DIR, resolve_ticket_paths
 from bench.study.schema import Study
-from bench.ticket.schema import Ticket, load_ticket
+from bench.ticket.schema import TICKET_DIR, Ticket, load_ticket, resolve_ticket_paths
 from bench.util.errors import BenchError
 
 STUDY_DIR = TICKET_DIR.parent / "studies"  # the shipped study files

@@ -25,6 +25,7 @@ PROVENANCE_KINDS = {
     "baseline": ("baseline", "seed"),
 }
 BASELINES = ("full", "none", "random")
+TICKET_DIR = Path(__file__).resolve().parents[2] / "tickets"  # the shipped ticket files
 
 
 @dataclass(frozen=True)
@@ -426,3 +427,16 @@ def validate(data: Any, *, source: str) -> Ticket:
         if key in data and canonical_json(data[key]) != canonical_json(derived[key]):
             raise fail(key, f"{data[key]!r} disagrees with the mask ({derived[key]!r})")
     return ticket
+
+
+def resolve_ticket_paths(items: Sequence[str]) -> list[Path]:
+    """Files as given; a bare name means tickets/NAME.json; no items means all shipped."""
+    if not items:
+        return sorted(TICKET_DIR.glob("*.json"))
+    out = []
+    for item in items:
+        p = Path(item)
+        if not p.exists() and not p.suffix and (TICKET_DIR / f"{item}.json").exists():
+            p = TICKET_DIR / f"{item}.json"
+        out.append(p)
+    return out

@@ -1,9 +1,10 @@
-"""Leaderboard plots: metric vs density, metric vs latency with its Pareto front, and the
-compared tickets' masks drawn per stage. Each figure is saved as PNG and PDF.
+"""Leaderboard plots: per task a forest plot of each ticket's difference vs full with its
+interval and the tolerance band, metric vs density, metric vs latency with its Pareto
+front; and the compared tickets' masks drawn per stage. Each figure is saved as PNG and PDF.
 
 Figures are built with matplotlib's object API (`matplotlib.figure.Figure`, rendered by Agg
 for PNG), never pyplot: no global state, no display needed. Input rows are
-`bench.leaderboard` summary rows.
+`bench.report.summary` rows.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from bench.report.collect import CELL_KEYS
 from bench.util.io import atomic_write_bytes
 from bench.util.paths import slug
 
 __all__ = [
     "draw_masks",
+    "forest",
     "metric_vs_density",
     "metric_vs_latency",
     "pareto_front",
@@ -32,7 +35,6 @@ __all__ = [
 Row = Mapping[str, Any]
 # Draws one cell's panel: (axes, the cell's rows, several protocols?, colours) -> legend rows.
 Panel = Callable[[Any, list[Row], bool, dict[str, str]], Sequence[Row]]
-CELL_KEYS = ("task", "dataset", "eval_split", "head", "protocol_id")
 # Controls get fixed markers so they read at a glance; random baselines are a cloud.
 MARKERS = {"none": "s", "full": "D", "random": "x"}
 
@@ -179,6 +181,42 @@ def metric_vs_latency(rows: Sequence[Row]) -> Figure:
     return _cell_figure(rows, cells, "latency", "latency (ms)", draw)
 
 
+def _has_vs_full(r: Row) -> bool:
+    return r["vs_full_rel"] is not None and math.isfinite(r["vs_full_rel"])
+
+
+def forest(rows: Sequence[Row]) -> Figure:
+    """One task's forest plot: per cell, each ticket's relative difference vs full (%) with
+    its 95% t-interval (a hollow marker without one, at n = 1), the accuracy tolerance band
+    shaded around 0. Rows without a difference vs full (the full control) are left out."""
+    shown = [r for r in rows if _has_vs_full(r)]
+    if not shown:
+        raise ValueError("no difference vs full to plot")
+    shown.sort(key=lambda r: (tuple(str(r[k]) for k in CELL_KEYS), r["ticket"]))
+    tol = shown[0]["tolerance_pct"]
+    multi = len({r["protocol_id"] for r in shown}) > 1
+    fig = Figure(figsize=(7.0, 1.2 + 0.32 * len(shown)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axvspan(-tol, tol, color="C2", alpha=0.15, lw=0, label=f"tolerance ±{tol:g}%")
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    labels = []
+    for y, r in enumerate(reversed(shown)):
+        x, lo, hi = r["vs_full_rel"], r["vs_full_rel_lo"], r["vs_full_rel_hi"]
+        color = f"C{sorted({c['dataset'] for c in shown}).index(r['dataset']) % 10}"
+        if lo is None or hi is None:
+            ax.plot(x, y, "o", mfc="white", color=color)
+        else:
+            ax.errorbar(x, y, xerr=[[x - lo], [hi - x]], fmt="o", color=color, capsize=3)
+        labels.append(f"{_title([r], multi)}: {r['ticket']} (n={r['vs_full_n']})")
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("difference vs full (% of full; + = ticket better), 95% t-interval")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{shown[0]['task']}: ticket vs full", fontsize=9)
+    return fig
+
+
 def draw_masks(tickets: Sequence[tuple[str, str]]) -> Figure:
     """One row per (name, stages) ticket: a filled square per connected block, an empty one
     per disconnected block, stages separated by a gap."""
@@ -235,14 +273,16 @@ def save_figure(fig: Figure, base: str | Path) -> list[Path]:
 
 
 def plot_leaderboard(summary: Sequence[Row], out_dir: str | Path) -> list[Path]:
-    """Per task: metric vs density and (where timed) metric vs latency; and every compared
-    ticket's mask. Returns the PNG and PDF paths written under `out_dir`."""
+    """Per task: the forest plot, metric vs density and (where timed) metric vs latency;
+    and every compared ticket's mask. Returns the PNG and PDF paths written under `out_dir`."""
     out_dir = Path(out_dir)
     written: list[Path] = []
     for task in sorted({r["task"] for r in summary}):
         rows = [r for r in summary if r["task"] == task]
         if not any(r["n"] > 0 for r in rows):
             continue
+        if any(_has_vs_full(r) for r in rows):
+            written += save_figure(forest(rows), out_dir / f"{slug(task)}_forest")
         written += save_figure(metric_vs_density(rows), out_dir / f"{slug(task)}_density")
         if any(r["n"] > 0 and r["latency_ms"] is not None for r in rows):
             written += save_figure(metric_vs_latency(rows), out_dir / f"{slug(task)}_latency")
