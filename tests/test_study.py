@@ -118,8 +118,8 @@ def test_shipped_studies_plan_on_a_fresh_clone(study, tmp_path, capsys, monkeypa
 
 
 def test_demo_study_is_the_demo(tmp_path):
-    """studies/demo.toml runs what bench.demo names: dataset, model, preset, tasks, limit."""
-    from bench import demo
+    """studies/demo.toml runs what bench.study.demo names: dataset, model, preset, tasks, limit."""
+    from bench.study import demo
     from bench.study.plan import build_plan
     from bench.study.schema import load_study
 
@@ -193,11 +193,10 @@ def test_official_split_sizes_follow_the_datasets_protocols():
 
 
 def test_demo_study_commands_make_the_demos_runs(tmp_path):
-    """Each command of studies/demo.toml resolves to the very settings bench.demo passes
+    """Each command of studies/demo.toml resolves to the very settings bench.study.demo passes
     (so the same run directories, records and leaderboard)."""
     from dataclasses import replace
 
-    from bench import demo
     from bench.cli.commands.search import search_configs
     from bench.cli.commands.train import check as train_check
     from bench.cli.commands.train import data_options
@@ -205,6 +204,7 @@ def test_demo_study_commands_make_the_demos_runs(tmp_path):
     from bench.engine import PRESETS
     from bench.runs.classify import DataOptions
     from bench.search.config import SearchConfig
+    from bench.study import demo
     from bench.study.plan import build_plan, parse_command
     from bench.study.schema import load_study
 

@@ -49,7 +49,7 @@ def demo_study(out: Path, *, device: str = "cpu", seed: int = 0):
 def run(args: argparse.Namespace) -> None:
     cliargs.check_device(args.device)
     if args.data_only:
-        from bench.demo import prepare_data
+        from bench.study.demo import prepare_data
 
         print(prepare_data(args.out / "data"))
         return
