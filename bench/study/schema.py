@@ -340,10 +340,9 @@ def _transfers(top: _Reader) -> list[Transfer]:
             raise top.fail(f"transfer[{i}]", "expected a table ([[transfer]])")
         r = _Reader(top.source, table, f"transfer[{i}].", top.out)
         r.only(("task", "datasets", "decoders", "opt", "data_root", "flags"))
-        task = r.text("task", required=True, choices=tuple(catalog.TASKS))
-        datasets = r.texts(
-            "datasets", catalog.TASKS[task], choices=catalog.TASKS[task], nonempty=True
-        )
+        tasks = catalog.tasks()
+        task = r.text("task", required=True, choices=tuple(tasks))
+        datasets = r.texts("datasets", tasks[task], choices=tasks[task], nonempty=True)
         decoders: tuple[str | None, ...] = (None,)
         if "decoders" in table:
             if task != "segmentation":

@@ -17,7 +17,6 @@ HELP = (
     "--jobs N for more at once)."
 )
 EXAMPLE = "bench demo --out runs/demo"
-DEMO_STUDY = Path(__file__).resolve().parents[2] / "studies" / "demo.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def demo_study(out: Path, *, device: str = "cpu", seed: int = 0):
     """studies/demo.toml under `out`, its seeds (and the search's) shifted by `seed`."""
     from bench.study.schema import load_study
+    from bench.study.tickets import STUDY_DIR
 
-    study = load_study(DEMO_STUDY, out)
+    study = load_study(STUDY_DIR / "demo.toml", out)
     search = study.search
     assert search is not None
     ticket = search.ticket.replace(f"-s{search.seed}.json", f"-s{search.seed + seed}.json")
