@@ -52,12 +52,14 @@ def prepare_data(data: Path) -> Path:
 
 def run_demo(out: Path, *, device: str = "cpu", seed: int = 0) -> str:
     """Run the four steps; return the final report text (ending with the wall time)."""
+    from bench.engine.device import select_device
     from bench.pretrained import arm_inits
     from bench.registry import Registry
     from bench.search.run import run_search
     from bench.transfer import TASKS, load_adapters
     from bench.transfer_all import RunOptions, report, transfer_all
 
+    device = str(select_device(device))
     t0 = time.perf_counter()
     seeds = tuple(seed + s for s in SEEDS)
     _say(f"== 1/4 search: {MODEL} on {DATASET} ({PRESET} preset), runs in {out}")

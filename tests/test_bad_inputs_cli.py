@@ -220,6 +220,10 @@ def test_bad_argument(
     needles: tuple[str, ...],
 ) -> None:
     monkeypatch.setenv("TICKETBENCH_CACHE", str(tmp_path / "cache"))
+    # The --device cuda cases are bad input only where there is no CUDA: hide it, so that on
+    # a CUDA machine they are refused too instead of training inside pytest.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     out = tmp_path / "out"
     where = {"fm": fashion_mnist_gz_dir, "cs": cityscapes_root, "out": out, **places}
     argv = [a.format(**where) for a in argv]

@@ -78,6 +78,15 @@ def test_environment_is_plain_json_with_the_fields_that_decide_bits() -> None:
         assert fingerprint({**env, key: "other"}) != env["fingerprint"], key
     for key in ("python", "platform", "interop_threads", "cpu_count", "cuda_available"):
         assert fingerprint({**env, key: "other"}) == env["fingerprint"], key
+    # cuDNN's version and the TF32 / determinism flags decide bits on a GPU only: recorded
+    # always, in the fingerprint of a CUDA run only (CPU fingerprints stay as they were).
+    assert env["tf32_matmul"] == torch.backends.cuda.matmul.allow_tf32
+    assert env["tf32_cudnn"] == torch.backends.cudnn.allow_tf32
+    assert env["cublas_workspace"] == os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    cpu, gpu = {**env, "device": "cpu"}, {**env, "device": "cuda"}
+    for key in ("cudnn", "tf32_matmul", "tf32_cudnn", "cublas_workspace", "deterministic"):
+        assert fingerprint({**cpu, key: "other"}) == fingerprint(cpu), key
+        assert fingerprint({**gpu, key: "other"}) != fingerprint(gpu), key
 
 
 def test_thread_count_changes_the_fingerprint(one_thread) -> None:  # noqa: F811

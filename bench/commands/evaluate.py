@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> None:
     cliargs.check_device(args.device)
     from bench.classify import ClassificationCell, eval_checkpoint
     from bench.commands.ticket import ticket_for
-    from bench.engine import TrainHParams
+    from bench.engine import TrainHParams, select_device
     from bench.pretrained import check_ticket
 
+    select_device(args.device, deterministic=args.deterministic)
     seed = args.seeds[0]
     ticket = ticket_for(args, seed)
     check_ticket(args.checkpoint, ticket)  # the file first: cheaper than reading the dataset

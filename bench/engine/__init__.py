@@ -1,4 +1,5 @@
-"""The training engine: hparams, run directories, checkpoints, schedules, DDP, train loop."""
+"""The training engine: device selection, hparams, run directories, checkpoints, schedules,
+DDP, train loop."""
 
 from bench.lazy import lazy_exports
 
@@ -13,11 +14,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "save_checkpoint",
             "seed_everything",
         ),
+        "device": ("resolve_name", "select_device", "set_deterministic"),
         "distributed": (
             "DistInfo",
             "barrier",
             "destroy_distributed",
-            "device_for",
             "dist_info",
             "init_distributed",
             "is_main_process",

@@ -1,0 +1,94 @@
+"""Device selection (bench.engine.device): --device auto, cuda:N, torchrun's local rank, and
+the process group's backend following the device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.engine.device import resolve_name, select_device
+from bench.engine.distributed import free_port
+from bench.errors import BenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                 "MASTER_PORT")  # fmt: skip
+
+
+@pytest.fixture
+def single(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No torchrun variables in this process's environment."""
+    for var in TORCHRUN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_auto_is_cuda_when_available_else_cpu(single: pytest.MonkeyPatch) -> None:
+    assert resolve_name("auto", cuda_available=False) == "cpu"
+    assert resolve_name("auto", cuda_available=True) == "cuda:0"
+    assert resolve_name("cpu", cuda_available=True) == "cpu"
+    assert resolve_name("cuda", cuda_available=True) == "cuda:0"
+    # Here: the device a default run gets, and what select_device hands back.
+    here = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert resolve_name() == here
+    if here == "cpu":
+        assert select_device() == torch.device("cpu")
+
+
+def test_under_torchrun_each_process_takes_its_local_gpu(single: pytest.MonkeyPatch) -> None:
+    single.setenv("WORLD_SIZE", "4")
+    single.setenv("LOCAL_RANK", "3")
+    assert resolve_name("auto", cuda_available=True) == "cuda:3"
+    assert resolve_name("cuda", cuda_available=True) == "cuda:3"
+    assert resolve_name("auto", cuda_available=False) == "cpu"
+    with pytest.raises(BenchError, match="all 4 processes on one GPU"):
+        resolve_name("cuda:0", cuda_available=True)
+
+
+def test_unavailable_devices_are_one_line_errors(single: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BenchError, match="--device cuda: this machine has no CUDA"):
+        resolve_name("cuda", cuda_available=False)
+    with pytest.raises(BenchError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_name("tpu")
+    single.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_name("cuda:1", cuda_available=True) == "cuda:1"  # honoured
+    with pytest.raises(BenchError, match="has 2 CUDA device"):
+        resolve_name("cuda:2", cuda_available=True)
+
+
+# Run as a torchrun worker would be: the device it selects and the backend it joins with.
+_WORKER = """
+import json, torch.distributed as dist
+from bench.engine.device import select_device
+from bench.engine.distributed import destroy_distributed, init_distributed
+device = select_device("auto")
+info = init_distributed(device)
+print(json.dumps({"device": str(device), "backend": dist.get_backend(), "rank": info.rank,
+                  "world": info.world_size}))
+destroy_distributed()
+"""
+
+
+def test_torchrun_environment_gets_gloo_and_the_cpu(tmp_path: Path) -> None:
+    """Two processes with torchrun's variables set by hand (CUDA hidden, as on this CPU)."""
+    port = str(free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(ROOT)}  # fmt: skip
+        cmd = [sys.executable, "-c", _WORKER]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert got == [{"device": "cpu", "backend": "gloo", "rank": r, "world": 2} for r in (0, 1)]
