@@ -131,6 +131,8 @@ CASES: list = [
     ("train-split-seed-text", _with(TRAIN, "--split-seed", "abc"), ("--split-seed",)),
     ("search-seeds-text", _with(SEARCH, "--seeds", "x"), ("--seeds",)),
     ("transfer-seeds-beyond-64-bits", _with(CROWD, "--seeds", str(2**64)), ("--seeds",)),
+    # --- torch.compile would recompile the supernet for every new mask
+    ("search-supernet-compile", _with(SEARCH, "--supernet-compile"), ("--supernet-compile",)),
     # --- device
     ("train-device-tpu", _with(TRAIN, "--device", "tpu"), ("--device", "tpu")),
     ("train-device-cuda", _with(TRAIN, "--device", "cuda"), ("--device", "cuda")),

@@ -252,7 +252,7 @@ class TrainHParams(HParams):
     gamma: float = hparam(0.1, "step schedule: lr multiplier at each milestone", bound="> 0")
     warmup_epochs: int = hparam(1, "epochs of linear lr warm-up (stepped per iteration)")
     label_smoothing: float = hparam(0.0, "cross-entropy label smoothing", bound="in [0, 1)")
-    amp: bool = hparam(False, "mixed precision (CUDA only; ignored on CPU)")
+    amp: bool = hparam(False, "mixed precision: autocast on CUDA and CPU")
     amp_dtype: Literal["bf16", "fp16"] = hparam("bf16", "autocast dtype; fp16 adds a GradScaler")
     channels_last: bool = hparam(
         False,

@@ -116,6 +116,14 @@ def _autocast(
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
+def _on(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """`value` as a scalar of `like`'s dtype and device; a Python number is filled there
+    (no host-to-device copy, so no sync per batch)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.device, like.dtype)
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
 def show_progress(progress: bool | None) -> bool:
     """Progress bars only on a terminal, unless the caller says."""
     return progress if progress is not None else sys.stderr.isatty()
@@ -167,8 +175,7 @@ def evaluate_sums(
             x = _to(_xy(batch)[0], device, channels_last)
             with _autocast(device, amp_dtype):
                 out = model(x)
-            row = [torch.as_tensor(v, dtype=sums.dtype, device=device) for v in score(out, batch)]
-            sums += torch.stack(row)
+            sums += torch.stack([_on(v, sums) for v in score(out, batch)])
     finally:
         model.train(was_training)
     if shard:
@@ -335,14 +342,12 @@ def _setup(
     hp: TrainHParams,
     device: torch.device,
     info: DistInfo,
-    say: Log,
 ) -> dict[str, Any]:
     """Device placement, the data loader, optimizer, schedule and AMP scaler."""
     cuda = device.type == "cuda"
-    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp and cuda else None
+    # CPU autocast runs bf16 and fp16 too (slowly without AMX): the same code path as CUDA.
+    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp else None
     channels_last = hp.channels_last  # CPU too: oneDNN's channels-last convolutions
-    if hp.amp and not cuda:
-        say(f"note: amp is CUDA-only; ignored on {device.type}")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -354,7 +359,7 @@ def _setup(
         "channels_last": channels_last,
         "optimizer": optimizer,
         "schedule": LRSchedule(optimizer, hp, len(data["batches"])),
-        "scaler": torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None,
+        "scaler": torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None,
     }
 
 
@@ -481,7 +486,9 @@ def _step(run: _Run, batch: Any, step: int) -> torch.Tensor:
         loss.backward()
         run.optimizer.step()
     with torch.no_grad():
-        n = torch.tensor(float(len(y)), dtype=torch.float64, device=run.device)
+        # Filled on the device (a kernel argument): a tensor from host memory would be a
+        # copy, and a host sync, per step. The sums are read at logging points only.
+        n = torch.full((), float(len(y)), dtype=torch.float64, device=run.device)
         if run.objective.train_accuracy:
             correct = out.argmax(1).eq(y).sum().double()
         else:
@@ -715,7 +722,7 @@ def train(
         checkpoint or checkpoint_every(),
         before_step,
         criterion=criterion,
-        **_setup(model, train_set, hp, device, info, say),
+        **_setup(model, train_set, hp, device, info),
     )
     prog = _resume(run) or _start(run)
     net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)

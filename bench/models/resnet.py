@@ -300,10 +300,6 @@ class SlotResNet(nn.Module):
         if self.num_classes > 0:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(cin, self.num_classes)
-        # The mask is runtime state, never part of a checkpoint's weights.
-        self.register_buffer(
-            "slot_mask", torch.tensor(self.built, dtype=torch.bool), persistent=False
-        )
         self._init_weights()
         self.set_mask(self.built)
 
@@ -399,9 +395,10 @@ class SlotResNet(nn.Module):
             )
         if any(b and not built for b, built in zip(bits, self.built)):
             raise BenchError(f"{self.config.name}: mask switches on a slot that has no SAM")
+        # Python state only, never a tensor: switching masks costs no device copy, no buffer
+        # DDP would broadcast every step, and nothing a checkpoint would hold.
         for blk, b in zip(self.blocks(), bits):
             blk.active = bool(b)
-        self.slot_mask.copy_(torch.tensor(bits, dtype=torch.bool))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them

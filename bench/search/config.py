@@ -146,6 +146,13 @@ class SearchConfig:
             supernet=dict(self.supernet_overrides),
             sampler=dict(self.sampler_overrides),
         )
+        if p.supernet.compile:
+            # Each block's SAM is switched by a Python flag that changes every step: Dynamo
+            # would guard on it and recompile per mask until its limit, then run eagerly.
+            raise BenchError(
+                "--supernet-compile: the supernet switches its SAMs by a new mask every "
+                "step, which torch.compile would recompile for; train it without"
+            )
         share, args = p.space.resolve(p.name, sam, self.sharing, self.sam_args)
         config = ModelConfig(backbone, sam, args, share)  # type: ignore[arg-type]
         return SearchSetup(p, config, p.seed if self.seed is None else int(self.seed))
