@@ -92,3 +92,46 @@ def test_torchrun_environment_gets_gloo_and_the_cpu(tmp_path: Path) -> None:
         assert p.returncode == 0, err[-2000:]
     got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert got == [{"device": "cpu", "backend": "gloo", "rank": r, "world": 2} for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def fmnist(tmp_path_factory) -> Path:
+    from fixtures import write_fashion_mnist_idx
+
+    return write_fashion_mnist_idx(
+        tmp_path_factory.mktemp("fmnist"), train_per_class=12, test_per_class=4
+    )
+
+
+@pytest.mark.slow  # two tiny training runs, with their cost records
+def test_deterministic_flag_is_recorded_and_changes_nothing_on_cpu(
+    fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.cli import main
+    from bench.engine.device import set_deterministic
+    from bench.io import read_json
+
+    monkeypatch.setenv("TICKETBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU's promise
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # restored afterwards
+    argv = ["train", "fashion-mnist", "resnet20-se", "--mask", "random:0.5", "--data-root",
+            str(fmnist), "--epochs", "1", "--batch-size", "16", "--heldout", "20"]  # fmt: skip
+    runs = {}
+    try:
+        for flag in ([], ["--deterministic"]):
+            out = tmp_path / ("det" if flag else "plain")
+            assert main([*argv, "--out", str(out), *flag]) == 0
+            (path,) = (out / "records").rglob("*.json")
+            rec = read_json(path)
+            run_dir = Path(rec["provenance"]["run_dir"])
+            env = read_json(run_dir / "hparams.json")["environment"]
+            runs[bool(flag)] = rec, env, torch.load(run_dir / "latest.pt")["model"]
+    finally:
+        set_deterministic(False)
+    (plain, env0, w0), (det, env1, w1) = runs[False], runs[True]
+    assert env1["deterministic"] and env1["cudnn_deterministic"] and not env1["cudnn_benchmark"]
+    assert env1["cublas_workspace"] == ":4096:8" and not env0["deterministic"]
+    assert env0["device"] == env1["device"] == "cpu"
+    assert det["result"]["value"] == plain["result"]["value"]
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert Path(plain["provenance"]["run_dir"]).name == Path(det["provenance"]["run_dir"]).name

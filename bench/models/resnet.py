@@ -298,7 +298,6 @@ class SlotResNet(nn.Module):
         cin = self._build_stages(cin, output_stride)
         self.num_features = cin
         if self.num_classes > 0:
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(cin, self.num_classes)
         self._init_weights()
         self.set_mask(self.built)
@@ -472,7 +471,9 @@ class SlotResNet(nn.Module):
         then the classifier (skipped with `pre_logits`)."""
         if self.num_classes <= 0:
             raise RuntimeError("headless backbone: call forward_features")
-        x = torch.flatten(self.avgpool(x), 1)
+        # A mean over H and W: what AdaptiveAvgPool2d(1) computes (torch runs it as this mean,
+        # bit for bit), said explicitly: its backward is deterministic on CUDA too.
+        x = x.mean((2, 3))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
