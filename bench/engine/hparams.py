@@ -263,6 +263,13 @@ class TrainHParams(HParams):
     )
     compile: bool = hparam(False, "torch.compile the training forward")
     num_workers: int = hparam(0, "DataLoader worker processes", bound=">= 0")
+    # Defaults leave run hashes as they were (only non-default fields are hashed).
+    eval_every: int = hparam(
+        1, "score the held-out / eval sets every N epochs (and after the last)", bound=">= 1"
+    )
+    eval_limit: int = hparam(
+        0, "score each eval set on a fixed seeded subset of N items (0: all of it)", bound=">= 0"
+    )
     seed: int = hparam(0, "seed of every RNG: init, data order, augmentation, dropout")
 
     def validate(self) -> None:

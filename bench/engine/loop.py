@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,6 +80,7 @@ __all__ = [
 
 Log = Callable[[str], None]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_EVAL_SUBSET_SEED = 20240607  # which items --eval-limit keeps: the same in every run
 _SYNC_EVERY = 8  # under torchrun, ranks agree on a time-based checkpoint every 8 steps
 
 
@@ -122,6 +124,16 @@ def _on(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.to(like.device, like.dtype)
     return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+def eval_subset(dataset: Dataset, limit: int) -> Dataset:
+    """`limit` items of `dataset` (0 or more than it has: all), the same ones in every run:
+    a seeded choice, kept in dataset order. Part of the data protocol, not of a run's seed."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if limit <= 0 or limit >= n:
+        return dataset
+    idx = np.sort(np.random.default_rng(_EVAL_SUBSET_SEED).permutation(n)[:limit])
+    return Subset(dataset, idx.tolist())
 
 
 def show_progress(progress: bool | None) -> bool:
@@ -584,8 +596,9 @@ def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
 
 
 def _select(run: _Run, prog: _Progress, evals: dict[str, dict[str, Any]]) -> bool:
-    """Update the best epoch on the selection split; whether this epoch is it."""
-    if run.select_on is None:
+    """Update the best epoch on the selection split; whether this epoch is it (an epoch
+    without evaluation never is)."""
+    if run.select_on is None or run.select_on not in evals:
         return False
     metric = run.objective.metric
     score = evals[run.select_on][metric]
@@ -612,7 +625,9 @@ def _end_epoch(run: _Run, prog: _Progress, sums: torch.Tensor, t0: float, dt: fl
     train_metrics = {"loss": loss_sum / n_sum, "n": int(n_sum)}
     if run.objective.train_accuracy:
         train_metrics["top1"] = 100.0 * correct_sum / n_sum
-    evals = _evaluate_all(run)
+    done = prog.epoch + 1
+    due = done == run.hp.epochs or done % run.hp.eval_every == 0
+    evals = _evaluate_all(run) if due else {}
     dt += time.perf_counter() - t0
     prog.epoch, prog.batch, prog.sums, prog.epoch_time = prog.epoch + 1, 0, [0.0] * 3, 0.0
     prog.wall += dt
@@ -714,7 +729,7 @@ def train(
         info,
         device,
         objective,
-        eval_sets,
+        {name: eval_subset(ds, hp.eval_limit) for name, ds in eval_sets.items()},
         select_on,
         Path(run_dir),
         say,
