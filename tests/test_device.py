@@ -49,6 +49,9 @@ def test_under_torchrun_each_process_takes_its_local_gpu(single: pytest.MonkeyPa
     assert resolve_name("auto", cuda_available=False) == "cpu"
     with pytest.raises(BenchError, match="all 4 processes on one GPU"):
         resolve_name("cuda:0", cuda_available=True)
+    # What a command resolved and hands on (cuda:LOCAL_RANK) resolves to itself.
+    single.setattr(torch.cuda, "device_count", lambda: 4)
+    assert resolve_name("cuda:3", cuda_available=True) == "cuda:3"
 
 
 def test_unavailable_devices_are_one_line_errors(single: pytest.MonkeyPatch) -> None:

@@ -171,9 +171,11 @@ def test_eval_every_and_eval_limit_space_and_shrink_evaluation(tmp_path: Path) -
     a, b = eval_subset(blobs(200), 50), eval_subset(blobs(200), 50)
     assert a.indices == b.indices == sorted(a.indices) and len(set(a.indices)) == 50
     assert eval_subset(blobs(20), 50).__class__ is TensorDataset
-    assert run_hash(IDENT, TrainHParams(eval_every=1, eval_limit=0)) == run_hash(
-        IDENT, TrainHParams()
-    ) != run_hash(IDENT, TrainHParams(eval_limit=1000))
+    assert (
+        run_hash(IDENT, TrainHParams(eval_every=1, eval_limit=0))
+        == run_hash(IDENT, TrainHParams())
+        != run_hash(IDENT, TrainHParams(eval_limit=1000))
+    )
 
 
 def test_channels_last_on_cpu_trains_the_same_network(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ the device (gloo for cpu, nccl for cuda), (2) under torchrun every rank takes it
 and (3) the environment recorded in hparams.json names the GPU the run used.
 
 Names: "auto" (the default: cuda when available, else cpu), "cpu", "cuda" (this process's
-GPU: cuda:LOCAL_RANK under torchrun, cuda:0 otherwise) and "cuda:N" (GPU N; refused under
-torchrun with several processes, where it would put every rank on one GPU). The device is
+GPU: cuda:LOCAL_RANK under torchrun, cuda:0 otherwise) and "cuda:N" (GPU N; under torchrun
+with several processes only N = LOCAL_RANK, since one N for every rank would put them all on
+one GPU). A resolved name resolves to itself, so callers may pass either. The device is
 not part of any run hash: "auto" that resolves to cpu names the same runs as "cpu".
 
 `deterministic=True` sets torch's deterministic algorithms, cuDNN's flags and
@@ -59,12 +60,12 @@ def resolve_name(name: str = AUTO, *, cuda_available: bool | None = None) -> str
     local, world = local_rank()
     if name == "cuda":
         return f"cuda:{local}"
-    if world > 1:
+    index, count = int(name.split(":")[1]), torch.cuda.device_count()
+    if world > 1 and index != local:  # cuda:LOCAL_RANK is this process's own: allowed
         raise BenchError(
             f"--device {name} under torchrun would put all {world} processes on one GPU; "
             "use --device cuda or auto (each process takes cuda:LOCAL_RANK)"
         )
-    index, count = int(name.split(":")[1]), torch.cuda.device_count()
     if index >= count:
         raise BenchError(f"--device {name}: this machine has {count} CUDA device(s)")
     return name
