@@ -31,7 +31,6 @@ fi
 OUT=${GPU_CHECK_OUT:-runs/gpu-check/$(date -u +%Y%m%d-%H%M%S)}
 export GPU_CHECK_OUT=$OUT  # the steps that are this script again (--step) write there too
 DATA="$OUT/data"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 unset TICKETBENCH_KILL_AT TICKETBENCH_PAUSE_AT
 
 # bench train of the check: resnet20-se on 4096 Fashion-MNIST images, 2 epochs of 32

@@ -157,6 +157,30 @@ def test_train_learns_and_writes_files(tmp_path: Path) -> None:
         assert torch.equal(v, latest["model"][k])
 
 
+class PidTagged(Dataset):
+    """`base`, leaving a file named after the process that read each item."""
+
+    def __init__(self, base: TensorDataset, folder: Path) -> None:
+        self.base, self.folder = base, folder
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        (self.folder / str(os.getpid())).touch()
+        return self.base[i]
+
+
+def test_training_workers_live_across_epochs(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    torch.manual_seed(0)
+    train(TinyNet(10), PidTagged(blobs(64), pids), {}, hp_small(epochs=3, num_workers=1),
+          tmp_path / "run", "cpu", select_on=None, log=quiet, progress=False)  # fmt: skip
+    # One worker process served all three epochs (respawned, it would be three).
+    assert len(list(pids.iterdir())) == 1 and not (pids / str(os.getpid())).exists()
+
+
 def test_eval_every_and_eval_limit_space_and_shrink_evaluation(tmp_path: Path) -> None:
     from bench.engine.loop import eval_subset
 

@@ -344,6 +344,10 @@ def training_data(
         num_workers=hp.num_workers,
         pin_memory=cuda,
         generator=loader_gen,
+        # Workers live across epochs (no respawn per epoch): every sample is drawn with its
+        # own seed (SeededSamples), and the batches are cut in this process, so a worker's
+        # state never shows in what it returns.
+        persistent_workers=seeded,
     )
     return {"sampler": sampler, "batches": batches, "loader_gen": loader_gen, "loader": loader}
 
