@@ -44,3 +44,21 @@ def test_fp16_resume_restores_the_scaler_bit_exactly(tmp_path: Path) -> None:
     assert all(torch.equal(ref["state"][k], res["state"][k]) for k in ref["state"])
     a, b = (load_checkpoint(tmp_path / d / "latest.pt")["scaler"] for d in ("a", "b"))
     assert a == b
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: a minute on 2 cores
+def test_compiled_training_compiles_once_and_learns(tmp_path: Path) -> None:
+    """--compile (torch.compile of the training forward) on CPU: one compile for the run,
+    not one per epoch or per evaluation."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    hp = hp_small(epochs=2, batch_size=32, compile=True)
+    data = blobs(192)  # 6 full batches: one input shape
+    res = train(TinyNet(10), data, {"val": blobs(64, seed=1)}, hp, tmp_path, "cpu",
+                select_on="val", log=quiet, progress=False)  # fmt: skip
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert res["complete"] and res["final"]["val"]["top1"] > 20
+    assert frames == 1, f"{frames} graphs compiled"
+    torch._dynamo.reset()
