@@ -247,6 +247,13 @@ def test_shipped_searched_ticket_names_its_environment() -> None:
         sam_args=ticket.sam_args, sharing=ticket.sharing,
     )  # fmt: skip
     assert again.checksum == ticket.checksum
+    # Hyperparameters added since (e.g. eval_every, eval_limit) leave the documented
+    # command's search config hash as shipped, while at their defaults.
+    from bench.search.hparams import resolve_preset
+    from bench.search.run import config_hash
+
+    preset = resolve_preset("short", "fashion-mnist")
+    assert config_hash(prov["strategy"], preset) == prov["config_hash"]
 
 
 # --- the promise, end to end ---------------------------------------------------------------
