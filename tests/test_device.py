@@ -69,11 +69,12 @@ def test_unavailable_devices_are_one_line_errors(single: pytest.MonkeyPatch) -> 
 _WORKER = """
 import json, torch.distributed as dist
 from bench.engine.device import select_device
-from bench.engine.distributed import destroy_distributed, init_distributed
+from bench.engine.distributed import barrier, destroy_distributed, init_distributed
 device = select_device("auto")
 info = init_distributed(device)
 print(json.dumps({"device": str(device), "backend": dist.get_backend(), "rank": info.rank,
                   "world": info.world_size}))
+barrier()  # neither leaves while the other still connects
 destroy_distributed()
 """
 
