@@ -49,3 +49,20 @@ def test_report_names_the_failed_steps(tmp_path: Path) -> None:
     assert slow["status"] == "failed" and slow["detail"].startswith("timed out (exit 124)")
     md = (tmp_path / "report.md").read_text()
     assert "FAILED: slow" in md and "| good | ok | 1.5 |" in md
+
+
+def test_same_tells_bit_equal_runs_from_others(tmp_path: Path, capsys) -> None:
+    import torch
+
+    check = _helper()
+    w = {"conv.weight": torch.randn(4, 3), "bn.num_batches_tracked": torch.tensor(7)}
+    for name, delta in (("a", 0.0), ("b", 0.0), ("c", 1e-6)):
+        run = tmp_path / name / "train_0123"
+        run.mkdir(parents=True)
+        state = {k: v + delta if v.is_floating_point() else v for k, v in w.items()}
+        torch.save({"model": state, "epoch": 2}, run / "latest.pt")
+        (run / "metrics.jsonl").write_text('{"epoch": 1, "time_s": %s}\n' % (1 + ord(name)))
+    assert check.same(str(tmp_path / "a"), str(tmp_path / "b"))  # times may differ
+    assert "bit-equal; metrics equal" in capsys.readouterr().out
+    assert not check.same(str(tmp_path / "a"), str(tmp_path / "c"))
+    assert "differ by up to" in capsys.readouterr().out
