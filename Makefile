@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint format bench
+.PHONY: setup demo test test-fast lint format bench gpu-check
 
 setup:
 	@bash scripts/setup.sh
@@ -28,3 +28,8 @@ format: setup
 ## runs/benchmarks/<time>/report.{md,json}; about 10 minutes on 2 cores.
 bench: setup
 	$(BIN)/python -m benchmarks
+
+## Every GPU path on this machine's GPU (about 8 minutes): runs/gpu-check/<time>/report.{md,json};
+## exits 2 with one line where there is no CUDA, 1 when a check failed.
+gpu-check:
+	@bash scripts/gpu_check.sh

@@ -33,6 +33,7 @@ BENCHMARKS = {
     "search": "benchmarks.search",
     "density": "benchmarks.density",
     "seg": "benchmarks.segmentation",
+    "cuda": "benchmarks.cuda",  # skipped without CUDA
 }
 
 

@@ -53,14 +53,15 @@ def none_ticket(backbone: str) -> Ticket:
 
 
 def segmentation(s: Session, ticket: Ticket, decoder: str, crop: tuple[int, int],
-                 batch: int) -> None:  # fmt: skip
+                 batch: int, device: str = "cpu") -> None:  # fmt: skip
+    """On `device`; a CUDA side waits for its kernels, so that its time is theirs."""
     hp = SegHParams(decoder=decoder, crop=crop, image_size=crop, batch_size=batch)
     depth = int(ticket.backbone.removeprefix("resnet"))
     with tempfile.TemporaryDirectory() as tmp:
         from tasks.segmentation.sample import write_cityscapes_sample
 
         data = write_cityscapes_sample(Path(tmp) / "cs", size=crop, train=batch, val=1)
-        kw = dict(data_root=data, work_dir=tmp, device="cpu")
+        kw = dict(data_root=data, work_dir=tmp, device=device)
         ref = mmseg_resnet_v1c(depth, dict(type="BN", requires_grad=True), 8)
         configs = {
             "mmseg": segmentation_config(ticket, hp, backbone=ref, **kw),
@@ -71,13 +72,21 @@ def segmentation(s: Session, ticket: Ticket, decoder: str, crop: tuple[int, int]
         data_batch = pseudo_collate([dataset[i] for i in range(batch)])
     sides, params = {}, {}
     for name, cfg in configs.items():
-        model = MODELS.build(cfg.model).train()  # speed does not depend on the weights
+        model = MODELS.build(cfg.model).to(device).train()  # speed does not hang on weights
         optim = build_optim_wrapper(model, cfg.optim_wrapper)
         params[name] = sum(p.numel() for p in model.parameters())
-        sides[name] = lambda m=model, o=optim: m.train_step(data_batch, o)
-    s.compare(f"segmentation {decoder} {ticket.backbone}-D8, crop {crop[0]}x{crop[1]}, b{batch}",
+        sides[name] = lambda m=model, o=optim: _synced(m.train_step(data_batch, o), device)
+    where = "" if device == "cpu" else f", {device}"
+    s.compare(f"segmentation {decoder} {ticket.backbone}-D8, crop {crop[0]}x{crop[1]}, "
+              f"b{batch}{where}",
               sides, [ratio("ticket / mmseg", "ticket", "mmseg", within(0.05))],
               info={"params": params})  # fmt: skip
+
+
+def _synced(result: Any, device: str) -> Any:
+    if device != "cpu":
+        torch.cuda.synchronize(device)
+    return result
 
 
 class MMSegFrontEnd(nn.Module):

@@ -15,7 +15,7 @@ from bench.engine.distributed import free_port
 from bench.runs.classify import DataOptions, train_cell
 from bench.runs.records import protocol_id
 from bench.ticket.schema import control_tickets, make_ticket
-from bench.util.io import read_jsonl
+from bench.util.io import read_json, read_jsonl
 
 FAST = ["--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--warmup-epochs", "0",
         "--heldout", "100"]  # fmt: skip
@@ -63,6 +63,9 @@ def test_train_learns_and_writes_a_record(fmnist, tmp_path, capsys):
     assert rec["protocol"]["split"]["sizes"]["heldout"] == 100
     assert rec["protocol"]["train_size"] == 300
     assert (run_dir / "result.json").is_file() and (run_dir / "best.pt").is_file()
+    # --device auto (the default) resolved to this machine's device, which the run records.
+    env = read_json(run_dir / "hparams.json")["environment"]
+    assert env["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert str(run_dir) in capsys.readouterr().out
     # mode new skips the finished run; eval of best.pt reproduces the recorded number
     assert main(argv) == 0
@@ -133,7 +136,9 @@ def test_bad_input_is_one_line_exit_2(argv, words, tmp_path, capsys):
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     out = tmp_path / "runs"
-    env = {**os.environ, "TICKETBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    # CUDA hidden: --device auto is then cpu and the backend gloo, on a CUDA machine too.
+    env = {**os.environ, "TICKETBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", str(free_port()), "-m", "bench.cli.main", "train", "fashion-mnist",
            "resnet20-se", "--mask", "full", "--data-root", str(fmnist), "--out", str(out), *FAST,
@@ -143,6 +148,8 @@ def test_torchrun_two_gloo_processes(fmnist, tmp_path):
     (rec,) = _records(out)
     assert rec["result"]["extras"]["world_size"] == 2
     assert rec["result"]["value"] > 20
+    env = read_json(Path(rec["provenance"]["run_dir"]) / "hparams.json")["environment"]
+    assert env["device"] == "cpu"
 
 
 def test_init_from_loads_the_backbone_strictly_and_keeps_the_head_fresh(tmp_path):

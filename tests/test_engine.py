@@ -157,6 +157,51 @@ def test_train_learns_and_writes_files(tmp_path: Path) -> None:
         assert torch.equal(v, latest["model"][k])
 
 
+class PidTagged(Dataset):
+    """`base`, leaving a file named after the process that read each item."""
+
+    def __init__(self, base: TensorDataset, folder: Path) -> None:
+        self.base, self.folder = base, folder
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        (self.folder / str(os.getpid())).touch()
+        return self.base[i]
+
+
+def test_training_workers_live_across_epochs(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    torch.manual_seed(0)
+    train(TinyNet(10), PidTagged(blobs(64), pids), {}, hp_small(epochs=3, num_workers=1),
+          tmp_path / "run", "cpu", select_on=None, log=quiet, progress=False)  # fmt: skip
+    # One worker process served all three epochs (respawned, it would be three).
+    assert len(list(pids.iterdir())) == 1 and not (pids / str(os.getpid())).exists()
+
+
+def test_eval_every_and_eval_limit_space_and_shrink_evaluation(tmp_path: Path) -> None:
+    from bench.engine.loop import eval_subset
+
+    torch.manual_seed(0)
+    hp = hp_small(epochs=3, eval_every=2, eval_limit=50)
+    res = train(TinyNet(10), blobs(320), {"val": blobs(200, seed=1)}, hp, tmp_path, "cpu",
+                select_on="val", log=quiet, progress=False)  # fmt: skip
+    evals = [r["eval"] for r in res["history"]]
+    assert evals[0] == {} and evals[1]["val"]["n"] == evals[2]["val"]["n"] == 50  # 2, last
+    assert res["best"]["epoch"] in (2, 3) and res["final"] == evals[2]
+    # The same 50 items in every run, in dataset order; the defaults hash as before.
+    a, b = eval_subset(blobs(200), 50), eval_subset(blobs(200), 50)
+    assert a.indices == b.indices == sorted(a.indices) and len(set(a.indices)) == 50
+    assert eval_subset(blobs(20), 50).__class__ is TensorDataset
+    assert (
+        run_hash(IDENT, TrainHParams(eval_every=1, eval_limit=0))
+        == run_hash(IDENT, TrainHParams())
+        != run_hash(IDENT, TrainHParams(eval_limit=1000))
+    )
+
+
 def test_channels_last_on_cpu_trains_the_same_network(tmp_path: Path) -> None:
     # channels_last runs on CPU too (oneDNN's channels-last kernels): its convolution
     # weights in that format, nothing said to be "ignored", and the same training up to

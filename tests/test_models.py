@@ -46,6 +46,24 @@ def test_mask_is_not_part_of_the_state_dict():
     assert not any("slot_mask" in k for k in build_model("resnet20-se").state_dict())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_global_pools_are_means_bit_equal_to_adaptive_pooling(channels_last: bool):
+    """The head (and DIA) pool by x.mean over H and W, whose backward is deterministic on
+    CUDA; on CPU it is AdaptiveAvgPool2d(1)'s result bit for bit, forward and backward."""
+    torch.manual_seed(0)
+    net = build_model("resnet20-dia").eval()
+    x = torch.randn(6, 64, 8, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = net.forward_head(a)
+    theirs = net.fc(torch.flatten(torch.nn.AdaptiveAvgPool2d(1)(b), 1))
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    theirs.backward(grad)
+    assert torch.equal(ours, theirs) and torch.equal(a.grad, b.grad)
+
+
 def test_slot_ids_are_stable_and_grouped_by_stage():
     r50 = BACKBONES.get("resnet50")
     assert len(r50.slot_ids) == 16 and r50.slot_ids[0] == "layer1.0"

@@ -79,6 +79,15 @@ def test_environment_is_plain_json_with_the_fields_that_decide_bits() -> None:
         assert fingerprint({**env, key: "other"}) != env["fingerprint"], key
     for key in ("python", "platform", "interop_threads", "cpu_count", "cuda_available"):
         assert fingerprint({**env, key: "other"}) == env["fingerprint"], key
+    # cuDNN's version and the TF32 / determinism flags decide bits on a GPU only: recorded
+    # always, in the fingerprint of a CUDA run only (CPU fingerprints stay as they were).
+    assert env["tf32_matmul"] == torch.backends.cuda.matmul.allow_tf32
+    assert env["tf32_cudnn"] == torch.backends.cudnn.allow_tf32
+    assert env["cublas_workspace"] == os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    cpu, gpu = {**env, "device": "cpu"}, {**env, "device": "cuda"}
+    for key in ("cudnn", "tf32_matmul", "tf32_cudnn", "cublas_workspace", "deterministic"):
+        assert fingerprint({**cpu, key: "other"}) == fingerprint(cpu), key
+        assert fingerprint({**gpu, key: "other"}) != fingerprint(gpu), key
 
 
 def test_thread_count_changes_the_fingerprint(one_thread) -> None:
@@ -239,6 +248,13 @@ def test_shipped_searched_ticket_names_its_environment() -> None:
         sam_args=ticket.sam_args, sharing=ticket.sharing,
     )  # fmt: skip
     assert again.checksum == ticket.checksum
+    # Hyperparameters added since (e.g. eval_every, eval_limit) leave the documented
+    # command's search config hash as shipped, while at their defaults.
+    from bench.search.hparams import resolve_preset
+    from bench.search.run import config_hash
+
+    preset = resolve_preset("short", "fashion-mnist")
+    assert config_hash(prov["strategy"], preset) == prov["config_hash"]
 
 
 # --- the promise, end to end ---------------------------------------------------------------

@@ -23,6 +23,9 @@ from bench.ticket.schema import (  # noqa: F401  (re-exported for the commands)
 from bench.util.errors import BenchError
 
 SEED_LIMIT = 2**63  # seeds fit a signed 64-bit integer (torch generators, JSON readers)
+DEVICE_HELP = (
+    "auto (cuda when available, else cpu; under torchrun cuda:LOCAL_RANK), cpu, cuda or cuda:N"
+)
 
 
 # ---- help and errors ---------------------------------------------------------------------
@@ -146,23 +149,19 @@ def existing_dir(text: str) -> Path:
 
 
 def device(text: str) -> str:
-    """cpu, cuda or cuda:N (whether CUDA is there is checked before the run: check_device)."""
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda or cuda:N")
+    """auto, cpu, cuda or cuda:N (whether this machine has it: check_device)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
     return text
 
 
 def check_device(name: str) -> None:
-    """A CUDA device that this machine does not have is a BenchError (torch only for cuda)."""
-    if not name.startswith("cuda"):
-        return
-    import torch
+    """A device this machine cannot give is a BenchError (torch is imported only for cuda)."""
+    if name in ("auto", "cpu"):
+        return  # auto falls back to cpu: always there
+    from bench.engine.device import resolve_name
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if index >= count:
-        have = f"{count} CUDA device(s)" if count else "no CUDA"
-        raise BenchError(f"--device {name}: this machine has {have}; use --device cpu")
+    resolve_name(name)
 
 
 def check_heldout(text: str) -> str:
@@ -276,8 +275,11 @@ def add_run_flags(
         "--seeds", type=seeds, default=None if seeds_default is None else list(seeds_default),
         metavar="S,S,...", help=seeds_help,
     )  # fmt: skip
+    g.add_argument("--device", type=device, default="auto", metavar="DEV", help=DEVICE_HELP)
     g.add_argument(
-        "--device", type=device, default="cpu", metavar="DEV", help="cpu, cuda or cuda:N"
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms (torch, cuDNN, cuBLAS): bit-exact reruns on CUDA, slower",
     )
     budget = {"type": positive_int, "default": None, "metavar": "N"}
     g.add_argument("--epochs", help=epochs_help, **budget)

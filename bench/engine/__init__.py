@@ -1,6 +1,6 @@
-"""The training engine: hparams, run directories (their files, planning, locks and the state
-read from them), checkpoints, schedules, DDP and the train loop. Imports util/ (and, lazily,
-the records that runs/ writes, to tell a run's state)."""
+"""The training engine: device selection, hparams, run directories (their files, planning,
+locks and the state read from them), checkpoints, schedules, DDP and the train loop.
+Imports util/ (and, lazily, the records that runs/ writes, to tell a run's state)."""
 
 from bench.util.lazy import lazy_exports
 
@@ -15,11 +15,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "save_checkpoint",
             "seed_everything",
         ),
+        "device": ("resolve_name", "select_device", "set_deterministic"),
         "distributed": (
             "DistInfo",
             "barrier",
             "destroy_distributed",
-            "device_for",
             "dist_info",
             "init_distributed",
             "is_main_process",

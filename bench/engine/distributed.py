@@ -25,7 +25,6 @@ __all__ = [
     "broadcast_buffers",
     "broadcast_object",
     "destroy_distributed",
-    "device_for",
     "dist_info",
     "free_port",
     "init_distributed",
@@ -69,28 +68,35 @@ def is_main_process() -> bool:
 
 
 def init_distributed(
-    backend: str | None = None, *, timeout: datetime.timedelta | None = None
+    device: torch.device | str | None = None,
+    backend: str | None = None,
+    *,
+    timeout: datetime.timedelta | None = None,
 ) -> DistInfo:
     """Join the process group described by torchrun's RANK/WORLD_SIZE/LOCAL_RANK env vars.
 
-    No-op without them (or with WORLD_SIZE=1). Backend: nccl on CUDA, gloo on CPU. On CUDA
-    the process binds to cuda:LOCAL_RANK first, as NCCL requires.
+    No-op without them (or with WORLD_SIZE=1). The backend follows `device` (default:
+    bench.engine.device.select_device("auto")): nccl for cuda, gloo for cpu. On CUDA the
+    process binds to its device first, as NCCL requires.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if dist.is_initialized():
         return dist_info()
+    from bench.engine.device import select_device
+
+    device = select_device() if device is None else torch.device(device)
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs: dict[str, Any] = {"backend": backend, "rank": rank, "world_size": world}
     if timeout is not None:
         kwargs["timeout"] = timeout
     if backend == "nccl":
-        torch.cuda.set_device(local)
-        kwargs["device_id"] = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+        kwargs["device_id"] = device
     dist.init_process_group(init_method="env://", **kwargs)
     return DistInfo(rank, world, local)
 
@@ -99,14 +105,6 @@ def destroy_distributed() -> None:
     """Leave the process group (safe to call when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def device_for(info: DistInfo | None = None) -> torch.device:
-    """cuda:LOCAL_RANK when CUDA is available, else cpu."""
-    info = info or dist_info()
-    if torch.cuda.is_available():
-        return torch.device("cuda", info.local_rank)
-    return torch.device("cpu")
 
 
 def barrier() -> None:

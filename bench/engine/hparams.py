@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from functools import cache
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from bench.util.errors import BenchError, check_all
 from bench.util.registry import Registry
@@ -199,12 +199,22 @@ class HParams:
         bounded = [(f.name, f.metadata["bound"]) for f in fields if "bound" in f.metadata]
         return [(within(getattr(self, n), b), f"{n} must be {b}") for n, b in bounded]
 
+    # Fields added after run hashes, search config hashes and record protocols were
+    # published: left out of to_dict while at their default, so all of those stay as they
+    # were; named (and so hashed) once set.
+    QUIET_DEFAULTS: ClassVar[frozenset[str]] = frozenset()
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field (tuples become lists)."""
+        """Plain JSON-able dict of every field (tuples become lists), but a QUIET_DEFAULTS
+        field at its default."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._items()}
 
     def _items(self) -> list[tuple[str, Any]]:
-        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+        return [
+            (f.name, getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in self.QUIET_DEFAULTS or getattr(self, f.name) != f.default
+        ]
 
     @classmethod
     def from_dict(cls: type[H], data: Mapping[str, Any], *, base: H | None = None) -> H:
@@ -225,12 +235,14 @@ def nondefault(hp: HParams) -> dict[str, Any]:
     """The JSON-able fields of `hp` that differ from its class defaults (what gets hashed)."""
     default = type(hp)()
     full, ref = hp.to_dict(), default.to_dict()
-    return {k: v for k, v in full.items() if v != ref[k]}
+    return {k: v for k, v in full.items() if k not in ref or v != ref[k]}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainHParams(HParams):
     """How to train a network. The defaults are the `short` preset (2-core CPU scale)."""
+
+    QUIET_DEFAULTS = frozenset({"eval_every", "eval_limit"})
 
     epochs: int = hparam(3, "number of training epochs", bound=">= 1")
     batch_size: int = hparam(
@@ -251,7 +263,7 @@ class TrainHParams(HParams):
     gamma: float = hparam(0.1, "step schedule: lr multiplier at each milestone", bound="> 0")
     warmup_epochs: int = hparam(1, "epochs of linear lr warm-up (stepped per iteration)")
     label_smoothing: float = hparam(0.0, "cross-entropy label smoothing", bound="in [0, 1)")
-    amp: bool = hparam(False, "mixed precision (CUDA only; ignored on CPU)")
+    amp: bool = hparam(False, "mixed precision: autocast on CUDA and CPU")
     amp_dtype: Literal["bf16", "fp16"] = hparam("bf16", "autocast dtype; fp16 adds a GradScaler")
     channels_last: bool = hparam(
         False,
@@ -262,6 +274,13 @@ class TrainHParams(HParams):
     )
     compile: bool = hparam(False, "torch.compile the training forward")
     num_workers: int = hparam(0, "DataLoader worker processes", bound=">= 0")
+    # Defaults leave run hashes as they were (only non-default fields are hashed).
+    eval_every: int = hparam(
+        1, "score the held-out / eval sets every N epochs (and after the last)", bound=">= 1"
+    )
+    eval_limit: int = hparam(
+        0, "score each eval set on a fixed seeded subset of N items (0: all of it)", bound=">= 0"
+    )
     seed: int = hparam(0, "seed of every RNG: init, data order, augmentation, dropout")
 
     def validate(self) -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +81,7 @@ __all__ = [
 
 Log = Callable[[str], None]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_EVAL_SUBSET_SEED = 20240607  # which items --eval-limit keeps: the same in every run
 _SYNC_EVERY = 8  # under torchrun, ranks agree on a time-based checkpoint every 8 steps
 
 
@@ -115,6 +117,24 @@ def _autocast(
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+def _on(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """`value` as a scalar of `like`'s dtype and device; a Python number is filled there
+    (no host-to-device copy, so no sync per batch)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.device, like.dtype)
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+def eval_subset(dataset: Dataset, limit: int) -> Dataset:
+    """`limit` items of `dataset` (0 or more than it has: all), the same ones in every run:
+    a seeded choice, kept in dataset order. Part of the data protocol, not of a run's seed."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if limit <= 0 or limit >= n:
+        return dataset
+    idx = np.sort(np.random.default_rng(_EVAL_SUBSET_SEED).permutation(n)[:limit])
+    return Subset(dataset, idx.tolist())
 
 
 @torch.no_grad()
@@ -163,8 +183,7 @@ def evaluate_sums(
             x = _to(_xy(batch)[0], device, channels_last)
             with _autocast(device, amp_dtype):
                 out = model(x)
-            row = [torch.as_tensor(v, dtype=sums.dtype, device=device) for v in score(out, batch)]
-            sums += torch.stack(row)
+            sums += torch.stack([_on(v, sums) for v in score(out, batch)])
     finally:
         model.train(was_training)
     if shard:
@@ -321,6 +340,10 @@ def training_data(
         num_workers=hp.num_workers,
         pin_memory=cuda,
         generator=loader_gen,
+        # Workers live across epochs (no respawn per epoch): every sample is drawn with its
+        # own seed (SeededSamples), and the batches are cut in this process, so a worker's
+        # state never shows in what it returns.
+        persistent_workers=seeded,
     )
     return {"sampler": sampler, "batches": batches, "loader_gen": loader_gen, "loader": loader}
 
@@ -331,14 +354,12 @@ def _setup(
     hp: TrainHParams,
     device: torch.device,
     info: DistInfo,
-    say: Log,
 ) -> dict[str, Any]:
     """Device placement, the data loader, optimizer, schedule and AMP scaler."""
     cuda = device.type == "cuda"
-    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp and cuda else None
+    # CPU autocast runs bf16 and fp16 too (slowly without AMX): the same code path as CUDA.
+    amp_dtype = _AMP_DTYPES[hp.amp_dtype] if hp.amp else None
     channels_last = hp.channels_last  # CPU too: oneDNN's channels-last convolutions
-    if hp.amp and not cuda:
-        say(f"note: amp is CUDA-only; ignored on {device.type}")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -350,7 +371,7 @@ def _setup(
         "channels_last": channels_last,
         "optimizer": optimizer,
         "schedule": LRSchedule(optimizer, hp, len(data["batches"])),
-        "scaler": torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None,
+        "scaler": torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None,
     }
 
 
@@ -481,7 +502,9 @@ def _step(run: _Run, batch: Any, step: int) -> torch.Tensor:
         loss.backward()
         run.optimizer.step()
     with torch.no_grad():
-        n = torch.tensor(float(len(y)), dtype=torch.float64, device=run.device)
+        # Filled on the device (a kernel argument): a tensor from host memory would be a
+        # copy, and a host sync, per step. The sums are read at logging points only.
+        n = torch.full((), float(len(y)), dtype=torch.float64, device=run.device)
         if run.objective.train_accuracy:
             correct = out.argmax(1).eq(y).sum().double()
         else:
@@ -577,8 +600,9 @@ def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
 
 
 def _select(run: _Run, prog: _Progress, evals: dict[str, dict[str, Any]]) -> bool:
-    """Update the best epoch on the selection split; whether this epoch is it."""
-    if run.select_on is None:
+    """Update the best epoch on the selection split; whether this epoch is it (an epoch
+    without evaluation never is)."""
+    if run.select_on is None or run.select_on not in evals:
         return False
     metric = run.objective.metric
     score = evals[run.select_on][metric]
@@ -605,7 +629,9 @@ def _end_epoch(run: _Run, prog: _Progress, sums: torch.Tensor, t0: float, dt: fl
     train_metrics = {"loss": loss_sum / n_sum, "n": int(n_sum)}
     if run.objective.train_accuracy:
         train_metrics["top1"] = 100.0 * correct_sum / n_sum
-    evals = _evaluate_all(run)
+    done = prog.epoch + 1
+    due = done == run.hp.epochs or done % run.hp.eval_every == 0
+    evals = _evaluate_all(run) if due else {}
     dt += time.perf_counter() - t0
     prog.epoch, prog.batch, prog.sums, prog.epoch_time = prog.epoch + 1, 0, [0.0] * 3, 0.0
     prog.wall += dt
@@ -708,7 +734,7 @@ def train(
         info,
         device,
         objective,
-        eval_sets,
+        {name: eval_subset(ds, hp.eval_limit) for name, ds in eval_sets.items()},
         select_on,
         Path(run_dir),
         say,
@@ -716,7 +742,7 @@ def train(
         checkpoint or checkpoint_every(),
         before_step,
         criterion=criterion,
-        **_setup(model, train_set, hp, device, info, say),
+        **_setup(model, train_set, hp, device, info),
     )
     prog = _resume(run) or _start(run)
     net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)

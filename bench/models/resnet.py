@@ -295,12 +295,7 @@ class SlotResNet(nn.Module):
         cin = self._build_stages(cin, output_stride)
         self.num_features = cin
         if self.num_classes > 0:
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(cin, self.num_classes)
-        # The mask is runtime state, never part of a checkpoint's weights.
-        self.register_buffer(
-            "slot_mask", torch.tensor(self.built, dtype=torch.bool), persistent=False
-        )
         self._init_weights()
         self.set_mask(self.built)
 
@@ -396,9 +391,10 @@ class SlotResNet(nn.Module):
             )
         if any(b and not built for b, built in zip(bits, self.built)):
             raise BenchError(f"{self.config.name}: mask switches on a slot that has no SAM")
+        # Python state only, never a tensor: switching masks costs no device copy, no buffer
+        # DDP would broadcast every step, and nothing a checkpoint would hold.
         for blk, b in zip(self.blocks(), bits):
             blk.active = bool(b)
-        self.slot_mask.copy_(torch.tensor(bits, dtype=torch.bool))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them
@@ -472,7 +468,9 @@ class SlotResNet(nn.Module):
         then the classifier (skipped with `pre_logits`)."""
         if self.num_classes <= 0:
             raise RuntimeError("headless backbone: call forward_features")
-        x = torch.flatten(self.avgpool(x), 1)
+        # A mean over H and W: what AdaptiveAvgPool2d(1) computes (torch runs it as this mean,
+        # bit for bit), said explicitly: its backward is deterministic on CUDA too.
+        x = x.mean((2, 3))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.utils.data import Dataset
 
+from bench.engine.device import select_device
 from bench.engine.distributed import barrier, broadcast_object, dist_info
 from bench.engine.hparams import HParams
 from bench.engine.loop import Diverged
@@ -132,12 +133,14 @@ class Cell(ABC):
 
 
 def run_cell(
-    cell: Cell, *, out_root: Path, device: str = "cpu", mode: str = "new", init: Init = SCRATCH
+    cell: Cell, *, out_root: Path, device: str = "auto", mode: str = "new", init: Init = SCRATCH
 ) -> dict[str, Any]:
     """Run one cell to its record (also written under <out>/records); an interrupted run
     returns {"status": "interrupted", ...}, a diverged one its failed record.
 
-    The run directory is held (bench.engine.rundir's lock) until the record is written."""
+    The run directory is held (bench.engine.rundir's lock) until the record is written.
+    The device is selected (and started) first, so that the recorded environment names it."""
+    device = str(select_device(device))
     identity = {
         "task": cell.task,
         "dataset": cell.dataset,

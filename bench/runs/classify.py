@@ -20,6 +20,7 @@ from torch.utils.data import Subset
 from bench.cost.table import measure_cost
 from bench.engine import PRESETS, TrainHParams, evaluate
 from bench.engine.checkpoint import load_checkpoint
+from bench.engine.device import select_device
 from bench.engine.rundir import RunPlan
 from bench.models.slots import build_ticket_model
 from bench.runs.cell import Cell, CostSpec, Fitted, Scored, cell_setting, engine_fit, run_cell
@@ -187,7 +188,7 @@ def train_cell(
     *,
     out_root: Path,
     data: DataOptions = DataOptions(),
-    device: str = "cpu",
+    device: str = "auto",
     init: Init = SCRATCH,
     mode: str = "new",
     preset: str | None = None,
@@ -201,7 +202,7 @@ def train_cell(
 
 
 def eval_checkpoint(
-    cell: ClassificationCell, checkpoint: Path, split: str, *, out_root: Path, device: str = "cpu"
+    cell: ClassificationCell, checkpoint: Path, split: str, *, out_root: Path, device: str = "auto"
 ) -> dict[str, Any]:
     """Score a checkpoint of the cell's ticket network on one split of the cell's data (batch
     hp.eval_batch_size); write and return a record of its own (named by the checkpoint's
@@ -210,6 +211,7 @@ def eval_checkpoint(
     if split not in ("heldout", "test"):
         raise BenchError(f"--split {split!r}: expected heldout or test")
     check_ticket(checkpoint, cell.ticket)
+    device = str(select_device(device))
     state = state_dict_of(load_checkpoint(checkpoint), str(checkpoint))
     model = cell.cost_model(cell.ticket)
     load_state(model, state, str(checkpoint), head=True)  # the head is scored: it must fit

@@ -26,7 +26,7 @@ class TransferRun:
     seed: int
     out_root: Path
     data_root: Path | None = None
-    device: str = "cpu"
+    device: str = "auto"  # bench.engine.device.select_device's names
     epochs: int | None = None
     iters: int | None = None
     init: Init = SCRATCH  # this arm's starting weights (bench.runs.pretrained)

@@ -39,7 +39,7 @@ class RunOptions:
     out_root: Path
     seeds: tuple[int, ...] = (0,)
     data_root: Path | None = None
-    device: str = "cpu"
+    device: str = "auto"  # bench.engine.device.select_device's names
     epochs: int | None = None
     iters: int | None = None
     mode: str = "new"

@@ -68,7 +68,8 @@ class SearchConfig:
     image_size: int | None = None
     # --- where and how ---------------------------------------------------------------------
     out_root: Path = Path("runs")
-    device: str = "cpu"
+    device: str = "auto"  # bench.engine.device.select_device's names
+    deterministic: bool = False  # bench.engine.device.set_deterministic; not in the run hash
     mode: Mode = "new"
     save_ticket: Path | None = None
     ticket_name: str | None = None
@@ -115,6 +116,9 @@ class SearchConfig:
             raise BenchError(f"--image-size {self.image_size!r}: expected an integer >= 8")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
             raise BenchError(f"--seeds {self.seed!r}: expected an integer in [0, 2^63)")
+        from bench.cli.args import check_device
+
+        check_device(self.device)
 
     def resolve(self) -> SearchSetup:
         """The preset, network and seed of this search; every cheap check first.
@@ -142,6 +146,13 @@ class SearchConfig:
             supernet=dict(self.supernet_overrides),
             sampler=dict(self.sampler_overrides),
         )
+        if p.supernet.compile:
+            # Each block's SAM is switched by a Python flag that changes every step: Dynamo
+            # would guard on it and recompile per mask until its limit, then run eagerly.
+            raise BenchError(
+                "--supernet-compile: the supernet switches its SAMs by a new mask every "
+                "step, which torch.compile would recompile for; train it without"
+            )
         share, args = p.space.resolve(p.name, sam, self.sharing, self.sam_args)
         config = ModelConfig(backbone, sam, args, share)  # type: ignore[arg-type]
         return SearchSetup(p, config, p.seed if self.seed is None else int(self.seed))

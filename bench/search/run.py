@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from bench.data.datasets import Splits, heldout_digest
 from bench.engine.checkpoint import load_model_weights
+from bench.engine.device import select_device
 from bench.engine.distributed import broadcast_object, dist_info, init_distributed
 from bench.engine.rundir import RunPlan, prepare_run
 from bench.models.resnet import SlotResNet
@@ -88,20 +89,6 @@ def recalibration_batches(train_set: Dataset, batches: int, batch_size: int) -> 
         torch.manual_seed(derived_seed(0, "bn-recalib-augment"))
         xs = torch.stack([train_set[int(i)][0] for i in idx])
     return [b for b in xs.split(batch_size) if len(b) > 1]  # BN in train mode needs 2+
-
-
-def _device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise BenchError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {device}: CUDA is not available on this machine")
-        info = dist_info()
-        if info.enabled and dev.index is None:
-            dev = torch.device("cuda", info.local_rank)
-    return dev
 
 
 def _stderr(msg: str) -> None:
@@ -171,8 +158,8 @@ def run_search(
     else:
         cfg = SearchConfig(config, model, **settings)  # type: ignore[arg-type]
     setup = cfg.resolve()  # bad settings fail here, before any data or training
-    init_distributed()
-    device = _device(cfg.device)
+    device = select_device(cfg.device, deterministic=cfg.deterministic)
+    init_distributed(device)
     say = log or _stderr
     quiet = say if dist_info().is_main else (lambda _m: None)
     inputs = _prepare_inputs(cfg, setup, device, quiet, progress)

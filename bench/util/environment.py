@@ -28,7 +28,15 @@ __all__ = ["FINGERPRINT_FIELDS", "cpu_model", "environment", "fingerprint"]
 
 # The fields whose equality makes two runs bit-exact (with the cuDNN flags on a GPU).
 FINGERPRINT_FIELDS = ("torch", "cuda", "device_model", "cpu_capability", "threads")
-_GPU_FIELDS = ("deterministic", "cudnn_deterministic", "cudnn_benchmark")
+_GPU_FIELDS = (
+    "deterministic",
+    "cudnn_deterministic",
+    "cudnn_benchmark",
+    "cudnn",
+    "tf32_matmul",
+    "tf32_cudnn",
+    "cublas_workspace",
+)
 
 
 @functools.cache
@@ -64,11 +72,13 @@ def _cpu_capability() -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    """torch / CUDA builds, device, threads, determinism flags, Python, platform, fingerprint.
+    """torch / CUDA / cuDNN builds, device, threads, determinism and TF32 flags, Python,
+    platform, fingerprint.
 
     device_model is the GPU's name when this process has used CUDA, else the CPU's model.
-    fingerprint: 16 hex digits of sha256 over FINGERPRINT_FIELDS (plus the determinism
-    flags when a GPU was used); equal fingerprints mean bit-exact reruns.
+    fingerprint: 16 hex digits of sha256 over FINGERPRINT_FIELDS (plus cuDNN's version and
+    the determinism and TF32 flags when a GPU was used: CPU fingerprints do not depend on
+    them); equal fingerprints mean bit-exact reruns.
     """
     import torch
 
@@ -87,6 +97,11 @@ def environment() -> dict[str, Any]:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        # TF32 rounds float32 matmuls/convolutions to 10-bit mantissas on Ampere and later.
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

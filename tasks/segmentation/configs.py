@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from bench.models.resnet import BACKBONES, stage_geometry
 from bench.ticket.schema import Ticket
 from bench.util.errors import BenchError
@@ -240,6 +242,8 @@ def segmentation_config(
 
     ticket = resolve_ticket(ticket)
     cuda = device.startswith("cuda")
+    # --deterministic (bench.engine.device) set torch's flags: keep mmengine from undoing them.
+    deterministic = torch.are_deterministic_algorithms_enabled()
     norm_cfg = dict(type="SyncBN" if (cuda and distributed) else "BN", requires_grad=True)
     decoder = DECODERS.get(hp.decoder)
     if decoder.pools and norm_cfg["type"] == "BN" and hp.batch_size < 2:
@@ -348,7 +352,7 @@ def segmentation_config(
             visualization=dict(type="SegVisualizationHook"),
         ),
         env_cfg=dict(
-            cudnn_benchmark=cuda,
+            cudnn_benchmark=cuda and not deterministic,
             mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
             dist_cfg=dict(backend="nccl" if cuda else "gloo"),
         ),
@@ -358,7 +362,7 @@ def segmentation_config(
         log_level="INFO",
         load_from=None,
         resume=False,
-        randomness=dict(seed=hp.seed),
+        randomness=dict(seed=hp.seed, **({"deterministic": True} if deterministic else {})),
         launcher="pytorch" if distributed else "none",
     )
     cfg["test_dataloader"] = cfg["val_dataloader"]

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, get_origin
 import torch
 from torch import nn
 
+from bench.engine.device import select_device
 from bench.engine.distributed import init_distributed
 from bench.engine.hparams import field_types, from_text
 from bench.engine.rundir import RunPlan
@@ -133,8 +134,9 @@ class SegCell(Cell):
             raise BenchError(problem)
         self.data_root = find_root(data_root).resolve()
         super().__init__(run.ticket, run.dataset, hparams_for(run, self.data_root))
-        self.options, self.hooks, self.device = run.options, tuple(hooks), run.device
-        self.dist = init_distributed()  # before the run directory is planned (all ranks)
+        self.options, self.hooks = run.options, tuple(hooks)
+        self.device = str(select_device(run.device))
+        self.dist = init_distributed(self.device)  # before the run dir is planned (all ranks)
 
     @property
     def head(self) -> str:

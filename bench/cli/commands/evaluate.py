@@ -28,10 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     cliargs.check_device(args.device)
     from bench.cli.commands.ticket import ticket_for
-    from bench.engine import TrainHParams
+    from bench.engine import TrainHParams, select_device
     from bench.runs.classify import ClassificationCell, eval_checkpoint
     from bench.runs.pretrained import check_ticket
 
+    select_device(args.device, deterministic=args.deterministic)
     seed = args.seeds[0]
     ticket = ticket_for(args, seed)
     check_ticket(args.checkpoint, ticket)  # the file first: cheaper than reading the dataset

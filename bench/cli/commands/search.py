@@ -162,7 +162,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
             raise BenchError(f"--save-ticket {args.save_ticket}: expected a .json path")
         if args.seeds is not None and len(args.seeds) > 1:
             raise BenchError("--save-ticket writes one file: give one seed (--seeds S)")
-    cliargs.check_device(getattr(args, "device", "cpu"))
+    cliargs.check_device(getattr(args, "device", "auto"))
     return s
 
 
@@ -177,7 +177,8 @@ def search_configs(args: argparse.Namespace) -> list[SearchConfig]:
         data_root=getattr(args, "data_root", None),
         heldout=args.heldout,
         out_root=getattr(args, "out", Path("runs")),
-        device=getattr(args, "device", "cpu"),
+        device=getattr(args, "device", "auto"),
+        deterministic=getattr(args, "deterministic", False),
         mode=args.mode,
         save_ticket=args.save_ticket,
         **check(args),

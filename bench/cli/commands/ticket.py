@@ -29,7 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     example = "bench ticket show tickets/resnet50-sge-stage-ean.json --batch 1"
     s = cliargs.command_parser(sub, "show", SHOW_HELP, example, summary="mask and costs")
     s.add_argument("tickets", nargs="*", help="ticket files or names in tickets/ (default: all)")
-    s.add_argument("--device", type=cliargs.device, default="cpu", help="where latency is timed")
+    s.add_argument(
+        "--device", type=cliargs.device, default="auto", help="where latency is timed: "
+        + cliargs.DEVICE_HELP,
+    )  # fmt: skip
     s.add_argument("--batch", type=cliargs.positive_int, default=1, help="batch of the input")
     s.add_argument(
         "--input-size", type=cliargs.positive_int, default=None, help="side (default: the model's)"
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> None:
 def show(args: argparse.Namespace) -> None:
     if not args.no_cost and not args.no_latency:
         cliargs.check_device(args.device)
+    from bench.engine.device import select_device
     from bench.ticket.describe import describe_ticket, ticket_costs
     from bench.ticket.schema import load_ticket
 
@@ -89,7 +93,7 @@ def show(args: argparse.Namespace) -> None:
         if not args.no_cost:
             costs = ticket_costs(
                 ticket,
-                device=args.device,
+                device=str(select_device(args.device)),
                 batch=args.batch,
                 input_size=args.input_size,
                 latency=not args.no_latency,

@@ -112,6 +112,7 @@ def check(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> None:
     preset, base = check(args)
     from bench.cli.commands.ticket import ticket_for
+    from bench.engine.device import select_device
     from bench.engine.distributed import destroy_distributed, init_distributed, is_main_process
     from bench.runs.classify import records_table, train_cell, with_seed
     from bench.runs.pretrained import SCRATCH, file_init
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
 
     init = SCRATCH if args.init_from is None else file_init(args.init_from)
     data = data_options(args)
-    init_distributed()
+    device = select_device(args.device, deterministic=args.deterministic)
+    init_distributed(device)
     records, kinds = [], cliargs.control_kinds(args.controls)
     try:
         for seed in args.seeds:
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
             # A control equal to the ticket (e.g. random at density 1) is the same run.
             unique = {t.checksum: t for t in reversed(tickets)}
             hp = with_seed(base, seed, args.epochs)
-            cell = {"out_root": args.out, "data": data, "device": args.device, "init": init}
+            cell = {"out_root": args.out, "data": data, "device": str(device), "init": init}
             for t in [t for t in tickets if unique.get(t.checksum) is t]:
                 records.append(
                     train_cell(t, args.dataset, hp, mode=args.mode, preset=preset, **cell)

@@ -226,10 +226,12 @@ def run(args: argparse.Namespace) -> None:
     options = check(args)
     from dataclasses import replace
 
+    from bench.engine.device import select_device
     from bench.runs.transfer import load_adapters
     from bench.runs.transfer_all import RunOptions, report, transfer_all
     from bench.ticket.schema import load_ticket, transfer_arms
 
+    device = str(select_device(args.device, deterministic=args.deterministic))
     load_adapters()
     ticket = load_ticket(cliargs.ticket_file(args.ticket))
     tasks = _transfer_tasks(args)
@@ -242,7 +244,10 @@ def run(args: argparse.Namespace) -> None:
     arms = transfer_arms(ticket, kinds, args.seeds)
     inits, source = _transfer_inits(args, arms)  # every arm's weights found before any trains
     pretrained = None if source in ("none", "file") else source
-    opts = replace(RunOptions.from_args(args), options=options, inits=inits, pretrained=pretrained)
+    opts = replace(
+        RunOptions.from_args(args), device=device, options=options, inits=inits,
+        pretrained=pretrained,
+    )  # fmt: skip
     records, skipped = [], []
     for arm, t, seeds in arms:
         print(f"== {arm}: {t.name}", file=sys.stderr)
