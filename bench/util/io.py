@@ -192,9 +192,16 @@ def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str])
 
 def keep_previous(path: str | os.PathLike[str], previous: str | os.PathLike[str]) -> None:
     """Before `path` is replaced: keep its current version as `previous` (a hard link,
-    so no copy is written; nothing when `path` does not exist)."""
-    if Path(path).is_file():
-        link_or_copy(path, previous)
+    so no copy is written; nothing when `path` does not exist). No temporary file: a kill
+    in between leaves at most no `previous` (a fall-back only), never a stray file."""
+    source, target = Path(path), Path(previous)
+    if not source.is_file():
+        return
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # no hard links here: an atomic copy
+        link_or_copy(source, target)
 
 
 def json_damage(path: str | os.PathLike[str]) -> str | None:
