@@ -234,6 +234,18 @@ def test_a_broken_jpeg_in_a_class_folder_is_named(
     expect_bench_error(lambda: splits.train.base[index], str(bad), *needles)
 
 
+def _failed_run(argv: list, out: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    """Run `bench ARGV`: exit 1 without a traceback, one failed record naming `bad`; its
+    provenance."""
+    code, err = run_cli(argv, capsys)
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
+    (record,) = (out / "records").rglob("*.json")
+    prov = json.loads(record.read_text())["provenance"]
+    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    return prov
+
+
 def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     tmp_path: Path, imagenet_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -247,12 +259,7 @@ def test_a_broken_jpeg_met_mid_training_is_one_line_through_a_worker(
     argv = ["train", "imagenet", "resnet18-se", "--mask", "none", "--data-root", root,
             "--out", out, "--preset", "short", "--epochs", "1", "--image-size", "32",
             "--batch-size", "8", "--num-workers", "1"]  # fmt: skip
-    code, err = run_cli(argv, capsys)
-    assert code == 1 and "Traceback" not in err, err[-2000:]
-    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
-    (record,) = (out / "records").rglob("*.json")
-    prov = json.loads(record.read_text())["provenance"]
-    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    prov = _failed_run(argv, out, bad, capsys)
     assert "unreadable image" in prov["reason"] and "truncated" in prov["reason"]
 
 
@@ -271,12 +278,7 @@ def test_a_broken_jpeg_in_val_fails_the_run_alike_and_the_rerun_resumes(
     argv = ["train", "imagenet", "resnet18-se", "--mask", "none", "--data-root", root,
             "--out", out, "--preset", "short", "--epochs", "1", "--image-size", "32",
             "--batch-size", "8"]  # fmt: skip
-    code, err = run_cli(argv, capsys)
-    assert code == 1 and "Traceback" not in err, err[-2000:]
-    assert err.strip().splitlines()[-1] == "bench: 1 of 1 runs failed (their records say why)"
-    (record,) = (out / "records").rglob("*.json")
-    prov = json.loads(record.read_text())["provenance"]
-    assert prov["status"] == "failed" and str(bad) in prov["reason"]
+    prov = _failed_run(argv, out, bad, capsys)
     assert (Path(prov["run_dir"]) / "latest.pt").is_file()
     state = read_state(Path(prov["run_dir"]))  # what `bench runs check` tells of it
     assert state.state == "failed" and str(bad) in state.reason and state.epoch == 1
