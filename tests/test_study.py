@@ -71,6 +71,18 @@ BAD = [
     ),
     ("launcher", "iters = 2 }", 'iters = 2 }\n[launcher]\nname = "pbs"', ("launcher.name",)),
     ("sbatch", "iters = 2 }", 'iters = 2 }\n[launcher]\nsbatch = ["qos"]', ("launcher.sbatch[0]",)),
+    (
+        "tolerance",
+        "iters = 2 }",
+        "iters = 2 }\n[leaderboard]\ntolerance = -1",
+        ("leaderboard.tolerance", ">= 0"),
+    ),
+    (
+        "tolerance-text",
+        "iters = 2 }",
+        'iters = 2 }\n[leaderboard]\ntolerance = "1%"',
+        ("tolerance",),
+    ),  # noqa: E501
     ("not-toml", "seeds = [0, 1]", "seeds = [0, 1", ("not TOML",)),
 ]
 
@@ -84,6 +96,17 @@ def test_bad_study_file_is_one_line_exit_2(tmp_path, capsys, ticket_file, name, 
     line = expect_exit_2(["study", "plan", str(path)], capsys, *needles)
     assert str(path) in line
     assert not out.exists()  # nothing written
+
+
+def test_leaderboard_tolerance_reaches_its_command(tmp_path, capsys, ticket_file):
+    lb = "[leaderboard]\ntolerance = 0.5"
+    path = _write(tmp_path, tiny_study(ticket_file, tmp_path / "runs", lb))
+    assert main(["study", "plan", str(path), "--format", "json"]) == 0
+    board = json.loads(capsys.readouterr().out)["cells"][-1]
+    assert board["argv"][-2:] == ["--tolerance", "0.5"]
+    path.write_text(tiny_study(ticket_file, tmp_path / "runs"))
+    assert main(["study", "plan", str(path), "--format", "json"]) == 0
+    assert "--tolerance" not in json.loads(capsys.readouterr().out)["cells"][-1]["argv"]
 
 
 def test_missing_ticket_names_the_shipped_ones_and_what_makes_it(tmp_path, capsys, monkeypatch):

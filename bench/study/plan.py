@@ -331,6 +331,7 @@ def _leaderboard_cell(study: Study, deps: list[str]) -> Cell:
         *_opt("--task", lb.task),
         *_opt("--dataset", lb.dataset),
         *_opt("--ticket", lb.ticket),
+        *_opt("--tolerance", None if lb.tolerance is None else f"{lb.tolerance:g}"),
     ]
     _checked(argv, f"{study.path}: leaderboard", None)
     return Cell("leaderboard", "leaderboard", tuple(argv), tuple(deps))

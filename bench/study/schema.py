@@ -13,7 +13,7 @@
     dataset, preset, train_limit, data_root, flags
     [[transfer]]                   # one table per task
     task, datasets, decoders, opt, data_root, flags
-    [leaderboard]                  format, plot, task, dataset, ticket
+    [leaderboard]                  format, plot, task, dataset, ticket, tolerance (%)
     [launcher]                     name (local | slurm), jobs, retries, partition,
                                    gpus_per_job, cpus_per_job, time, mem, account, sbatch
 
@@ -25,6 +25,7 @@ BenchError naming the file and the key.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Leaderboard:
     task: str | None = None
     dataset: str | None = None
     ticket: str | None = None
+    tolerance: float | None = None  # --tolerance PCT (None: the leaderboard's default)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,12 @@ class _Reader:
         if value is not None and value < low:
             raise self.fail(key, f"expected an integer >= {low}, got {value}")
         return value
+
+    def number(self, key: str, *, low: float = 0.0) -> float | None:
+        value = self.get(key, (int, float), None)
+        if value is not None and not (math.isfinite(value) and value >= low):
+            raise self.fail(key, f"expected a finite number >= {low:g}, got {value}")
+        return None if value is None else float(value)
 
     def texts(
         self,
@@ -355,13 +363,14 @@ def _transfers(top: _Reader) -> list[Transfer]:
 
 
 def _leaderboard(r: _Reader) -> Leaderboard:
-    r.only(("format", "plot", "task", "dataset", "ticket"))
+    r.only(("format", "plot", "task", "dataset", "ticket", "tolerance"))
     return Leaderboard(
         format=r.text("format", "md", choices=catalog.FORMATS),
         plot=r.get("plot", bool, False),
         task=r.text("task"),
         dataset=r.text("dataset"),
         ticket=r.text("ticket"),
+        tolerance=r.number("tolerance", low=0.0),
     )
 
 
