@@ -278,8 +278,7 @@ class CrowdCounting(TransferTask):
 
     name = TASK
     datasets = OPTIONS.datasets
-    metric = METRIC
-    higher_is_better = False
+    cell = CrowdCell
 
     def write_sample(self, data_root: Path) -> None:
         from tasks.crowd_counting.sample import ensure_sample
