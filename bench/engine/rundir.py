@@ -59,6 +59,7 @@ from bench.engine.runfiles import (  # noqa: F401  (re-exported: the run layout)
     LATEST_FILE,
     LOCK_FILE,
     METRICS_FILE,
+    MODES,
     PREVIOUS_FILE,
     RESULT_FILE,
     RUN_KIND,
@@ -96,7 +97,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-MODES = ("new", "cover")
 
 
 def run_hash(identity: dict[str, Any], hparams: HParams) -> str:

@@ -176,7 +176,7 @@ def _transfer_tasks(args: argparse.Namespace):
 def _pretrained_source(args: argparse.Namespace, ticket) -> str:
     """--pretrained auto: the dataset the ticket was searched on, ImageNet for ImageNet
     backbones; otherwise the user must say."""
-    from bench.models.resnet import BACKBONES
+    from bench.models.backbones import BACKBONES
 
     if args.init_from is not None:
         if args.pretrained != "auto":
