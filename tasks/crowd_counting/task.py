@@ -122,8 +122,9 @@ class CrowdCell(Cell):
 
     task = TASK
     run_kind = RUN_KIND
-    metric = METRIC
-    higher_is_better = False
+    # Scored by what it selects by (MAE, lower is better): the objective declares it once.
+    metric = OBJECTIVE.metric
+    higher_is_better = OBJECTIVE.higher_is_better
     select_split = "val"
     head = HEAD
 
