@@ -3,7 +3,9 @@
 Only the command being run has its module imported and its flags built, so `bench --help`
 and argument errors come back at once; each command checks what is cheap to check before
 it imports torch. Exit codes: 0 done, 1 some requested run failed (its record says why),
-2 bad input (one line naming the argument or file), 130 interrupted.
+2 bad input (one line naming the argument or file), 130 interrupted. Results go to stdout;
+status lines and those error lines to stderr through logging (bench.cli.logs), whose level
+the global -q / -v set before anything else runs.
 """
 
 from __future__ import annotations
