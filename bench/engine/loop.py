@@ -156,7 +156,7 @@ def evaluate_sums(
     input (a batch's first item) on `device` under autocast. distributed (default: whether
     a process group is active): each rank scores a strided shard and the sums are
     all-reduced, so the result equals the single-process one; every rank must call it then.
-    `progress`: a bar on stderr (None: when stderr is a terminal; rank 0 only).
+    `progress`: a bar on stderr (None: show_progress decides; rank 0 only).
     """
     info = dist_info()
     shard = info.enabled if distributed is None else distributed and info.enabled
