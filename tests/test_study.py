@@ -207,6 +207,56 @@ def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
     assert plan.by_id["train/t/s0"].work == 1 * 500 * 3
 
 
+def _transfer_work(tmp_path: Path, ticket: Path, table: str, launcher: str = "") -> dict:
+    from bench.study.plan import build_plan
+    from bench.study.schema import load_study
+
+    text = f'seeds = [0]\ncontrols = ["full"]\ntickets = ["{ticket}"]\n{table}\n{launcher}'
+    plan = build_plan(load_study(_write(tmp_path, text), tmp_path / "runs"))
+    return {c.id.split("/", 2)[2]: (c.work, c.gpus) for c in plan.cells if c.kind == "transfer"}
+
+
+def test_transfer_work_counts_official_splits_the_sample_and_iters(tmp_path, ticket_file):
+    """Hand-worked: images of one arm x 2 arms (ticket, full)."""
+    crowd = '[[transfer]]\ntask = "crowd_counting"\ndata_root = "{}"\n'
+    # Official ShanghaiTech (no folder): CSRNet's 400 epochs x (train - 10% val) x 4 patches.
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(tmp_path / "none"))
+    assert work["crowd_counting/shanghaitech-a/s0"] == (400 * (300 - 30) * 4 * 2, 0)
+    assert work["crowd_counting/shanghaitech-b/s0"] == (400 * (400 - 40) * 4 * 2, 0)
+    # The bundled sample on disk: 12 train tiles, 3 to validation, 2 crops, 8 epochs.
+    from tasks.crowd_counting.sample import write_sample
+
+    data = write_sample(tmp_path / "data")
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(data))
+    assert work["crowd_counting/shanghaitech-b/s0"] == (8 * (12 - 3) * 2 * 2, 0)
+    # --iters 2: 18 crops / batch 4 = 5 steps per epoch, so 1 epoch.
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(data) + "flags = { iters = 2 }")
+    assert work["crowd_counting/shanghaitech-b/s0"] == (1 * 18 * 2, 0)
+    # Segmentation: iterations x batch 2 per process x processes (mmseg's 4xb2, 40k).
+    seg = '[[transfer]]\ntask = "segmentation"\ndata_root = "{}"\n'.format(tmp_path / "none")
+    work = _transfer_work(tmp_path, ticket_file, seg, "[launcher]\ngpus_per_job = 4")
+    assert work["segmentation/cityscapes/s0"] == (40_000 * 2 * 4 * 2, 4)
+
+
+def test_batch_one_recipe_on_several_gpus_is_refused_unless_gpus_1(tmp_path, capsys, ticket_file):
+    table = '[[transfer]]\ntask = "crowd_counting"\ndatasets = ["shanghaitech-a"]\n'
+    text = f'seeds = [0]\ntickets = ["{ticket_file}"]\n{table}[launcher]\ngpus_per_job = 4'
+    path = _write(tmp_path, text)
+    expect_exit_2(["study", "plan", str(path)], capsys, "transfer[0]", "batch size 1", "gpus = 1")
+    work = _transfer_work(tmp_path, ticket_file, table + "gpus = 1", "[launcher]\ngpus_per_job = 4")
+    assert work["crowd_counting/shanghaitech-a/s0"][1] == 1
+
+
+def test_engine_refuses_a_batch_smaller_than_its_processes():
+    from bench.engine.hparams import TrainHParams
+    from bench.engine.loop import training_data
+    from bench.util.errors import BenchError
+
+    info = type("Info", (), {"world_size": 4, "rank": 0})()
+    with pytest.raises(BenchError, match="batch size 2 cannot be split over 4 processes"):
+        training_data(list(range(8)), TrainHParams(batch_size=2), info, cuda=False)
+
+
 def test_official_split_sizes_follow_the_datasets_protocols():
     from bench.data.datasets import DATASETS, HeldoutRule
     from bench.study.work import TRAIN_SPLITS

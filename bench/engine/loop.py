@@ -61,7 +61,7 @@ from bench.engine.distributed import (
     dist_info,
     wrap_ddp,
 )
-from bench.engine.hparams import TrainHParams
+from bench.engine.hparams import TrainHParams, check_batch_split
 from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE, PREVIOUS_FILE, hash_of
 from bench.engine.schedule import LRSchedule, build_optimizer
 from bench.util.errors import BenchError
@@ -318,6 +318,7 @@ def training_data(
     A dataset with `__getitems__` / `load_batch` reads each batch at once (see
     bench.engine.batches); the loader is the same either way.
     """
+    check_batch_split(hp.batch_size, info.world_size)
     per_rank_batch = hp.batch_size // info.world_size
     sampler = DistributedSampler(
         train_set,

@@ -177,6 +177,11 @@ def _data_dep(study: Study, data_root: str | None) -> list[str]:
     return ["data"] if wrote else []
 
 
+def _gpus(study: Study, gpus: int | None) -> int:
+    """GPUs per job of a cell: its table's `gpus`, else the launcher's gpus_per_job."""
+    return study.launcher.gpus_per_job if gpus is None else gpus
+
+
 def _common(study: Study, data_root: str | None) -> list[str]:
     root = data_root if data_root is not None else study.data_root
     argv = _opt("--data-root", root) + ["--out", str(study.out)]
@@ -208,7 +213,7 @@ def _search_cell(study: Study, deps: list[str]) -> Cell:
         tuple(argv),
         tuple(deps),
         work=search_work(args),
-        gpus=study.launcher.gpus_per_job,
+        gpus=_gpus(study, s.gpus),
     )
 
 
@@ -265,7 +270,7 @@ def _train_cell(study: Study, ref: Any, seed: int, deps: list[str]) -> Cell:
         tuple(deps),
         match,
         train_work(args, hp, n_arms),
-        study.launcher.gpus_per_job,
+        _gpus(study, p.gpus),
     )
 
 
@@ -279,6 +284,9 @@ def _transfer_cell(
     seed: int,
     deps: list[str],
 ) -> Cell:
+    from bench.study.work import transfer_work
+
+    check = "bench.cli.commands.transfer:check"
     p = study.pretraining
     arms = ["--controls", ",".join(study.controls)] if study.controls else ["--no-controls"]
     opts = [a for k, v in tr.opt.items() for a in ("--opt", f"{k}={_text(v)}")]
@@ -302,7 +310,12 @@ def _transfer_cell(
         *_common(study, tr.data_root),
         *flag_args(tr.flags),
     ]
-    _checked(argv, f"{study.path}: transfer[{i}]", "bench.cli.commands.transfer:check")
+    args, options = _checked(argv, f"{study.path}: transfer[{i}]", check)
+    sample, gpus = bool(_data_dep(study, tr.data_root)), _gpus(study, tr.gpus)
+    try:
+        work = transfer_work(args, options.get(tr.task, {}), sample, gpus)
+    except BenchError as e:
+        raise BenchError(f"{study.path}: transfer[{i}]: {e}") from None
     sums = _arms(ref, seed, study.controls)
     ident: dict[str, Any] = {"task": tr.task, "dataset": dataset}
     match = Match(sums, ident, seed) if sums else None
@@ -313,8 +326,8 @@ def _transfer_cell(
         tuple(argv),
         tuple(deps),
         match,
-        None,
-        study.launcher.gpus_per_job,
+        None if work is None else work * (1 + len(study.controls)),
+        gpus,
     )
 
 
