@@ -307,7 +307,10 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     from bench.study.schema import load_study
 
     extra = '[launcher]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 4\ntime = 2880'
-    study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs", extra)))
+    text = tiny_study(ticket_file, tmp_path / "runs", extra).replace(
+        "iters = 2 }", "iters = 2 }\ngpus = 1"
+    )
+    study = load_study(_write(tmp_path, text))
     args = parse_command(["bench", "study", "run", "x.toml", "--mem", "64G", "--sbatch=--qos=high",
                           "--account", "lab"], "flags")  # fmt: skip
     launcher = launcher_of(study, args)
@@ -323,6 +326,8 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     assert cell.command.startswith(
         "torchrun --standalone --nproc-per-node=4 -m bench.cli.main train "
     )
+    crowd = build_plan(study).by_id["transfer/t/crowd_counting/shanghaitech-b/s0"]
+    assert crowd.gpus == 1 and crowd.command.startswith("bench transfer ")  # its table's gpus
 
 
 def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
@@ -332,3 +337,19 @@ def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
     assert study.seeds == (3, 4, 5) and study.out == tmp_path
     assert study.search is not None and study.search.seed == 3
     assert study.search.ticket == f"{tmp_path}/tickets/resnet20-se-fashion-mnist-reinforce-s3.json"
+
+
+def test_gpu_pool_lends_each_gpu_to_one_cell_at_a_time(monkeypatch):
+    from bench.study.launch import GpuPool, local_gpu_ids
+
+    pool = GpuPool([3, 5, 7])
+    assert pool.take("a", 2) == (3, 5)
+    assert pool.take("b", 2) is None  # one free: b waits
+    assert pool.take("c", 1) == (7,)
+    pool.give("a")
+    assert pool.take("b", 2) == (3, 5) and pool.free == []
+    assert pool.take("d", 0) == ()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 6")
+    assert local_gpu_ids() == [2, 6]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert local_gpu_ids() == []
