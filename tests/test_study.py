@@ -135,7 +135,10 @@ def test_shipped_studies_plan_on_a_fresh_clone(study, tmp_path, capsys, monkeypa
     for c in cells:
         assert c["argv"][0] == "bench" and c["state"] in ("ready", "waiting")
         assert set(c["deps"]) <= set(ids[: ids.index(c["id"])])  # dependencies come first
-    expected = {"ean-r50": 31, "r50-se": 11, "cifar100-r164": 5, "demo": 15}
+    # One pretraining cell per arm x seed: ean-r50 2 tickets x 3 arms x 3 seeds + 2 x 4 x 3
+    # transfer + leaderboard; r50-se search + 9 + 6 + 1; cifar100-r164 search + 4 arms x 3 + 1;
+    # demo data + search + 9 + 9 + 1.
+    expected = {"ean-r50": 43, "r50-se": 17, "cifar100-r164": 14, "demo": 21}
     assert len(cells) == expected[study.stem]
     assert not (tmp_path / "runs").exists()
 
@@ -156,7 +159,8 @@ def test_demo_study_is_the_demo(tmp_path):
     assert study.controls == ("full", "none") and study.seeds == (0, 1, 2)
     plan = build_plan(study)
     train = [c for c in plan.cells if c.kind == "train"]
-    assert [c.argv[c.argv.index("--seeds") + 1] for c in train] == ["0", "1", "2"]
+    assert [c.argv[c.argv.index("--seeds") + 1] for c in train] == [s for s in "012" for _ in "tfn"]
+    assert [c.argv[c.argv.index("--arm") + 1] for c in train] == ["ticket", "full", "none"] * 3
     assert all(c.deps == ("search",) for c in train)
 
 
@@ -170,31 +174,33 @@ def test_plan_graph_and_states_from_files(tmp_path, ticket_file):
     study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs")))
     plan = build_plan(study)
     by = plan.by_id
-    assert [c.id for c in plan.cells] == [
-        "train/t/s0", "train/t/s1", "transfer/t/crowd_counting/shanghaitech-b/s0",
+    arms = [f"train/t/s{s}/{a}" for s in (0, 1) for a in ("ticket", "full", "none")]
+    assert [c.id for c in plan.cells] == [*arms, "transfer/t/crowd_counting/shanghaitech-b/s0",
         "transfer/t/crowd_counting/shanghaitech-b/s1", "leaderboard"]  # fmt: skip
-    assert by["transfer/t/crowd_counting/shanghaitech-b/s1"].deps == ("train/t/s1",)
-    assert len(by["train/t/s0"].match.arms) == 3  # the ticket, full, none
+    assert by["transfer/t/crowd_counting/shanghaitech-b/s1"].deps == tuple(arms[3:])
+    assert "--arm" in by["train/t/s0/full"].argv and len(by["train/t/s0/full"].match.arms) == 1
     states = plan_states(plan)
-    assert [states[c.id].state for c in plan.cells] == ["ready"] * 2 + ["waiting"] * 3
+    assert [states[c.id].state for c in plan.cells] == ["ready"] * 6 + ["waiting"] * 3
     # A cell whose lock a live process holds is running, named by that holder.
-    hold_run(cell_dir(plan, by["train/t/s0"]))
+    hold_run(cell_dir(plan, by["train/t/s0/ticket"]))
     try:
-        s = plan_states(plan)["train/t/s0"]
+        s = plan_states(plan)["train/t/s0/ticket"]
         assert s.state == "running" and f"pid {os.getpid()}" in s.detail
     finally:
-        release_run(cell_dir(plan, by["train/t/s0"]))
+        release_run(cell_dir(plan, by["train/t/s0/ticket"]))
     # A command that exited non-zero is failed; its dependents wait on it.
-    cell = by["train/t/s1"]
+    cell = by["train/t/s1/none"]
     atomic_write_json(cell_dir(plan, cell) / EXIT_FILE,
                       {"rc": 2, "argv": list(cell.argv), "said": "bench: error: x"})  # fmt: skip
     states = plan_states(plan)
-    assert states["train/t/s0"].state == "ready"
-    assert states["train/t/s1"].state == "failed" and "exit 2" in states["train/t/s1"].detail
+    assert states["train/t/s0/none"].state == "ready"
+    assert (
+        states["train/t/s1/none"].state == "failed" and "exit 2" in states["train/t/s1/none"].detail
+    )
     assert states["transfer/t/crowd_counting/shanghaitech-b/s1"].state == "waiting"
     # An exit status of another command (the study file changed) is not this cell's.
     atomic_write_json(cell_dir(plan, cell) / EXIT_FILE, {"rc": 2, "argv": ["bench", "x"]})
-    assert plan_states(plan)["train/t/s1"].state == "ready"
+    assert plan_states(plan)["train/t/s1/none"].state == "ready"
 
 
 def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
@@ -204,7 +210,7 @@ def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
     text = tiny_study(ticket_file, tmp_path / "runs").replace("flags = {", "train_limit = 500\n"
                                                               "flags = {", 1)  # fmt: skip
     plan = build_plan(load_study(_write(tmp_path, text)))
-    assert plan.by_id["train/t/s0"].work == 1 * 500 * 3
+    assert [plan.by_id[f"train/t/s0/{a}"].work for a in ("ticket", "full", "none")] == [500] * 3
 
 
 def _transfer_work(tmp_path: Path, ticket: Path, table: str, launcher: str = "") -> dict:
@@ -319,7 +325,7 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     for line in ("--partition=gpu", "--gpus-per-node=4", "--time=2880", "--mem=64G",
                  "--account=lab", "--qos=high"):  # fmt: skip
         assert f"#SBATCH {line}\n" in script, line
-    cell = build_plan(study).by_id["train/t/s0"]
+    cell = build_plan(study).by_id["train/t/s0/full"]
     argv = launch_argv(cell, "/venv/bin/bench", "/venv/bin/torchrun")
     assert argv[:6] == ["/venv/bin/torchrun", "--standalone", "--nproc-per-node=4", "-m",
                         "bench.cli.main", "train"]  # fmt: skip

@@ -122,9 +122,9 @@ class _Driver:
     def submit(self, cell_id: str) -> bool:
         """Submit a ready cell; False while the GPUs it needs are held by running cells."""
         cell = self.plan.by_id[cell_id]
-        if self.gpus is None:  # SLURM: each job asks for its cell's GPUs
+        if self.launcher.name == "slurm":  # each job asks for its cell's GPUs
             self.executor.update_parameters(gpus_per_node=cell.gpus or None)
-        else:
+        elif self.gpus is not None:
             ids = self.gpus.take(cell_id, cell.gpus)
             if ids is None:
                 return False
