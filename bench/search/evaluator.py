@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from bench.data.decoded import decoded_set
 from bench.engine.distributed import all_reduce_sum, dist_info
 from bench.models.resnet import SlotResNet
 from bench.search.bn_policy import bn_policy
 from bench.search.budget import Budget
 from bench.search.prefix_cache import PrefixCache, StageCache
-from bench.search.scoring_set import PreloadedSet, ScoringSource, StreamedSet
+from bench.search.scoring_set import CachedSet, PreloadedSet, ScoringSource, StreamedSet
 from bench.util.errors import BenchError
 
 __all__ = [
@@ -225,7 +226,8 @@ class SupernetScorer:
 
     Composes three parts, each in its own module: where the images come from
     (bench.search.scoring_set: preloaded when this rank's share needs at most `preload_mb`
-    MiB, else streamed with `workers` DataLoader processes), how BN statistics are taken
+    MiB, else read from its decode-once cache or, without one, streamed with `workers`
+    DataLoader processes; `log` says when the cache is built), how BN statistics are taken
     (bench.search.bn_policy: fixed; recalibrated on `recalib_batches`, K train batches;
     folded with channels_last when `fast`) and the prefix cache of block inputs
     (bench.search.prefix_cache, bounded by `cache_mb`, 0 = off; used when the set is in
@@ -247,6 +249,7 @@ class SupernetScorer:
         distributed: bool | None = None,
         cache_mb: int = 1024,
         fast: bool = False,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
@@ -262,7 +265,7 @@ class SupernetScorer:
         self.rank, self.world = (info.rank, info.world_size) if self.shard else (0, 1)
         local = Subset(scoring_set, list(range(self.rank, self.size, self.world)))
         self.batch_size = batch_size
-        self.source = _source(local, self.device, batch_size, preload_mb, workers)
+        self.source = _source(local, self.device, batch_size, preload_mb, workers, log)
         shared = self.source.in_memory and self.bn.shares_work and cache_mb > 0
         self.prefix = PrefixCache(self.net, cache_mb * 2**20) if shared else None
 
@@ -305,11 +308,21 @@ class SupernetScorer:
 
 
 def _source(
-    data: Dataset, device: torch.device, batch_size: int, preload_mb: int, workers: int
-) -> ScoringSource:
-    """Preloaded when this rank's share needs at most `preload_mb` MiB, else streamed."""
-    first = data[0][0]
+    data: Dataset, device: torch.device, batch_size: int, preload_mb: int, workers: int,
+    log: Callable[[str], None] | None,
+) -> ScoringSource:  # fmt: skip
+    """Preloaded when this rank's share needs at most `preload_mb` MiB, else read from its
+    decode-once cache (a file-backed set) or streamed (bench.search.scoring_set)."""
+    decoded = decoded_set(data, workers=workers, log=log)
+    if decoded is not None:
+        first = decoded.batch(0, 1)[0][0]
+    else:
+        first = data[0][0]
     need_mb = len(data) * first.numel() * first.element_size() / 2**20  # type: ignore[arg-type]
     if need_mb <= preload_mb:
+        if decoded is not None:
+            return PreloadedSet.of_decoded(decoded, batch_size, device)
         return PreloadedSet.load(data, batch_size, workers, device)
+    if decoded is not None:
+        return CachedSet(decoded, batch_size, device)
     return StreamedSet(data, batch_size, workers, device)

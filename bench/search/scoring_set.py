@@ -5,6 +5,11 @@ s..e of the set, bit for bit; they differ in what it costs per candidate:
   * `PreloadedSet`: decoded and transformed once into tensors on the device (the set fits
     in `preload_mb`); the same tensors for a span every time, so work can be shared.
   * `StreamedSet`: read through a DataLoader per candidate (every image decoded again).
+  * `CachedSet`: read from the set's decode-once uint8 cache (bench.data.decoded) by
+    memory map, normalised per batch: no candidate decodes an image.
+A file-backed set (an image folder) is decoded once into that cache also when it is
+preloaded, so later processes scoring the same images (other seeds, strategies, ranks'
+reruns) read it instead of decoding.
 """
 
 from __future__ import annotations
@@ -15,7 +20,16 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-__all__ = ["Batch", "PreloadedSet", "ScoringSource", "StreamedSet", "eval_loader"]
+from bench.data.decoded import DecodedSet
+
+__all__ = [
+    "Batch",
+    "CachedSet",
+    "PreloadedSet",
+    "ScoringSource",
+    "StreamedSet",
+    "eval_loader",
+]
 
 Batch = tuple[tuple[int, int], torch.Tensor, torch.Tensor]
 
@@ -60,6 +74,14 @@ class PreloadedSet:
             ys.append(torch.as_tensor(y))
         return cls(torch.cat(xs).to(device), torch.cat(ys).to(device), batch_size)
 
+    @classmethod
+    def of_decoded(cls, data: DecodedSet, batch_size: int, device: torch.device):
+        """The whole decoded set, normalised batch by batch as the DataLoader would."""
+        parts = [data.batch(s, min(s + batch_size, len(data)))
+                 for s in range(0, len(data), batch_size)]  # fmt: skip
+        xs, ys = zip(*parts)
+        return cls(torch.cat(xs).to(device), torch.cat(ys).to(device), batch_size)
+
     def batches(self, n: int) -> Iterator[Batch]:
         for s in range(0, n, self.batch_size):
             e = min(s + self.batch_size, n)
@@ -80,3 +102,19 @@ class StreamedSet:
         for x, y in eval_loader(part, self.batch_size, self.workers, dev):
             span, s = (s, s + len(x)), s + len(x)
             yield span, x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+
+
+class CachedSet:
+    """The set read from its decode-once cache, a batch at a time."""
+
+    in_memory = False
+
+    def __init__(self, data: DecodedSet, batch_size: int, device: torch.device) -> None:
+        self.data, self.batch_size, self.device = data, batch_size, device
+
+    def batches(self, n: int) -> Iterator[Batch]:
+        dev = self.device
+        for s in range(0, n, self.batch_size):
+            e = min(s + self.batch_size, n)
+            x, y = self.data.batch(s, e)
+            yield (s, e), x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
