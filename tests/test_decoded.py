@@ -16,7 +16,7 @@ from fixtures import write_imagefolder
 from fixtures_search import one_thread_fixture  # noqa: F401  (fixture "one_thread")
 
 from bench.data.datasets import SplitView, load_splits
-from bench.data.decoded import decoded_set
+from bench.data.decoded import DecodedSet, decoded_set
 from bench.data.imagefolder import ImageFiles
 from bench.models.resnet import build_model
 from bench.search.evaluator import SupernetScorer
@@ -83,6 +83,14 @@ def test_cache_scores_equal_decoding_every_jpeg(root: Path, tmp_path: Path, net)
     assert later == [] and _scores(again) == ref
 
 
+def test_value_table_gives_the_bits_of_the_tensor_steps(root: Path, tmp_path: Path) -> None:
+    got = decoded_set(_heldout(root, tmp_path / "cache"))
+    assert got is not None and got._table is not None
+    u8 = np.random.default_rng(0).integers(0, 256, (6, *got.pixels.shape[1:]), dtype=np.uint8)
+    table = DecodedSet(u8, np.zeros(6, dtype=np.int64), got.plan)
+    assert torch.equal(table.batch(0, 6)[0], got.plan(torch.from_numpy(u8.copy())))
+
+
 def test_an_edited_file_makes_a_new_cache(root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = decoded_set(_heldout(root, cache))
@@ -122,7 +130,7 @@ def test_a_killed_build_leaves_nothing_trusted(root: Path, tmp_path: Path) -> No
     cache = tmp_path / "cache"
     code = (
         "import sys; sys.path[:0] = ['tests']; from test_decoded import _heldout; "
-        "from pathlib import Path; from bench.data.decoded import decoded_set; "
+        "from pathlib import Path; from bench.data.decoded import DecodedSet, decoded_set; "
         f"decoded_set(_heldout(Path({str(root)!r}), Path({str(cache)!r})))"
     )  # fmt: skip
     # One batch of 64 holds all 12 images: the kill lands after they are written, before

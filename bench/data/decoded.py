@@ -4,8 +4,9 @@ An eval transform of an image folder (Resize, CenterCrop, ToTensor, Normalize) i
 deterministic, so its pixel steps (everything before ToTensor) are run once per image and
 their uint8 output stored in <cache>/decoded/<key>.npy, an (N, C, H, W) array read by
 memory map a batch at a time; ToTensor's arithmetic and Normalize run on each batch as
-they ran per image (bench.data.batch_augment.BatchPlan), so a batch is bit for bit the
-batch a DataLoader would decode. <key>.json beside it records the labels and shape.
+they ran per image (bench.data.batch_augment.BatchPlan; for ImageNet's as a table of what
+they make of each of the 256 values per channel), so a batch is bit for bit the batch a
+DataLoader would decode. <key>.json beside it records the labels and shape.
 
 The key hashes every file's path, size and modification time (ns), in order, the pixel
 steps and the Pillow version that decodes: another file, an edited one or other steps
@@ -28,6 +29,7 @@ import numpy as np
 import PIL
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import transforms as T
 
 from bench.data.batch_augment import BatchPlan
 from bench.util.faults import kill_point
@@ -93,13 +95,33 @@ class DecodedSet:
 
     def __init__(self, pixels: np.ndarray, labels: np.ndarray, plan: BatchPlan) -> None:
         self.pixels, self.labels, self.plan = pixels, labels, plan
+        self._table = _value_table(plan, pixels.shape[1])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, s: int, e: int) -> tuple[torch.Tensor, torch.Tensor]:
-        u8 = torch.from_numpy(np.array(self.pixels[s:e]))  # read: a writable copy
-        return self.plan(u8), torch.from_numpy(self.labels[s:e].copy())
+        labels = torch.from_numpy(self.labels[s:e].copy())
+        if self._table is None:
+            return self.plan(torch.from_numpy(np.array(self.pixels[s:e]))), labels
+        u8 = self.pixels[s:e]
+        x = np.empty(u8.shape, np.float32)
+        for c, table in enumerate(self._table):
+            x[:, c] = table[u8[:, c]]
+        return torch.from_numpy(x), labels
+
+
+def _value_table(plan: BatchPlan, channels: int) -> np.ndarray | None:
+    """(C, 256) float32: what the plan's tensor steps make of each uint8 value in each
+    channel, when they are per channel and per value (ToTensor and Normalize: no pad, no
+    channel change). Computed by those very steps, so a lookup gives their bits in one
+    pass instead of four; None otherwise."""
+    if plan.pads or not all(type(t) is T.Normalize for t in plan.tail):
+        return None
+    if torch.get_default_dtype() != torch.float32:
+        return None
+    values = torch.arange(256, dtype=torch.uint8).repeat(channels, 1)[None, :, None, :]
+    return plan(values)[0, :, 0, :].numpy()
 
 
 def decoded_set(data: Dataset, *, workers: int = 0, log: Log | None = None) -> DecodedSet | None:
