@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
-from torchvision.datasets.folder import default_loader, is_image_file
+from torchvision.datasets.folder import is_image_file
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from bench.data import transforms as tfm
 from bench.data.batch_augment import BatchPlan
-from bench.util.errors import BenchError, DataError, one_line
+from bench.data.imagefolder import ImageFiles
+from bench.util.errors import BenchError, one_line
 from bench.util.fingerprint import text_sha256
 from bench.util.paths import ENV_CACHE, default_cache_dir, default_data_root
 from bench.util.registry import Registry
@@ -504,7 +505,7 @@ class ImageNet(ClassificationDataset):
             if not folder.is_dir():
                 raise BenchError(f"{self.name}: no folder {folder}; {expected}")
             try:
-                readers[split] = tvd.ImageFolder(str(folder), loader=load_image)
+                readers[split] = ImageFiles(str(folder), cache_dir)
             except (FileNotFoundError, ValueError, OSError) as exc:
                 problem = f"{folder}: {one_line(exc)}"
                 if any(is_image_file(str(f)) for f in folder.iterdir()):
@@ -523,29 +524,6 @@ class ImageNet(ClassificationDataset):
 
     def transforms(self, image_size: int | None) -> tuple[Transform, Transform, tuple[int, ...]]:
         return tfm.imagenet_transforms(image_size)
-
-
-class UnreadableImage(DataError):
-    """An image file that does not decode, met while training or scoring.
-
-    In a DataLoader worker torch re-raises an exception as its type built from the worker's
-    whole traceback; the last line of that is the original message, which is kept, so
-    the CLI still prints one line naming the file.
-    """
-
-    def __init__(self, message: str) -> None:
-        if "\nOriginal Traceback" in message:
-            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
-        super().__init__(message)
-
-
-def load_image(path: str) -> Any:
-    """torchvision's default loader (PIL, RGB); UnreadableImage naming a file that is empty,
-    truncated or not an image (met when read: decoding ImageNet up front costs an epoch)."""
-    try:
-        return default_loader(path)
-    except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError ...
-        raise UnreadableImage(f"{path}: unreadable image ({one_line(exc)})") from None
 
 
 # --- Fashion-MNIST -------------------------------------------------------------------------
