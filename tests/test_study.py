@@ -296,7 +296,8 @@ def test_demo_study_commands_make_the_demos_runs(tmp_path):
         args = parse_command(cell.argv, cell.id)
         seed = int(cell.argv[cell.argv.index("--seeds") + 1])
         _, base = train_check(args)
-        assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed)
+        want = replace(PRESETS.get(demo.PRESET), seed=seed, eval_limit=demo.EVAL_LIMIT)
+        assert replace(base, seed=seed) == want
         assert data_options(args) == DataOptions(train_limit=demo.TRAIN_LIMIT)
     seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
     options = transfer_check(parse_command(seg.argv, seg.id))
