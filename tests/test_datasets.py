@@ -19,6 +19,7 @@ from fixtures import (
 )
 
 from bench.data import datasets as ds
+from bench.data import fashion_mnist
 from bench.data import transforms as tfm
 from bench.data.datasets import DATASETS, HeldoutRule, heldout_digest, load_splits
 from bench.util.errors import BenchError
@@ -219,7 +220,7 @@ def test_fashion_mnist_found_without_data_root(
     fashion_mnist_gz_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "nothing"))
-    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", fashion_mnist_gz_dir)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", fashion_mnist_gz_dir)
     s = load_splits("fashion-mnist", cache_dir=cache)
     assert s.info["root"] == str(fashion_mnist_gz_dir.resolve())
 
@@ -318,7 +319,7 @@ def test_fashion_mnist_missing_everywhere_names_both_places(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "data"))
-    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(BenchError) as excinfo:
         load_splits("fashion-mnist", cache_dir=tmp_path / "cache")
     _one_line_error(excinfo, str(tmp_path / "data"), str(tmp_path / "debian"), "apt-get")
