@@ -31,6 +31,7 @@ BENCHMARKS = {
     "core": "benchmarks.core",
     "train": "benchmarks.training",
     "search": "benchmarks.search",
+    "decode": "benchmarks.decode",
     "density": "benchmarks.density",
     "seg": "benchmarks.segmentation",
     "cuda": "benchmarks.cuda",  # skipped without CUDA

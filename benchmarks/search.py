@@ -41,6 +41,7 @@ from bench.search.evaluator import (
 from bench.search.hparams import SearchHParams, resolve_preset
 from bench.search.loop import search_loop
 from bench.search.reward import Reward
+from bench.search.scoring_set import PreloadedSet
 from bench.search.strategies import STRATEGIES, SearchContext
 from bench.search.strategies.base import derived_seed
 from bench.search.supernet import SupernetRun, train_supernet
@@ -143,8 +144,9 @@ def throughput(s: Session, case: str, net: SlotResNet, scoring: Dataset,
         "evaluator": SupernetScorer(net, scoring, "cpu", **kw),
         "fast": SupernetScorer(net, scoring, "cpu", fast=True, **kw),
     }
-    x = scorers["before"].x
-    assert x is not None
+    source = scorers["before"].source
+    assert isinstance(source, PreloadedSet)
+    x = source.x
     plain_nets = [materialize(net, m).eval() for m in stream]
 
     def plain() -> None:

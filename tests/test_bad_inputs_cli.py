@@ -91,6 +91,8 @@ CASES: list = [
     ("train-explicit-bits", _swap(TRAIN, "full", "101|010|111"), ("--ticket",)),
     ("train-ean-mask", _swap(TRAIN, "full", "ean:1,2,3"), ("--ticket",)),
     ("train-unknown-controls", _with(TRAIN, "--controls", "bogus"), ("--controls", "bogus")),
+    ("train-arm-not-a-control", _with(TRAIN, "--controls", "full", "--arm", "none"), ("--arm",)),
+    ("train-arm-unknown", _with(TRAIN, "--arm", "half"), ("--arm", "half")),
     (
         "train-ticket-of-other-model",
         _with(TRAIN, "--ticket", "resnet50-sge-stage-ean", drop=("--mask",)),

@@ -19,7 +19,8 @@ from fixtures_bad import assert_nothing_written, expect_bench_error, expect_exit
 from PIL import Image
 from scipy.io import savemat
 
-from bench.data.datasets import load_image, load_splits
+from bench.data.datasets import load_splits
+from bench.data.imagefolder import load_image
 from bench.engine.state import read_state
 from bench.ticket.schema import baseline_mask, make_ticket, model_slots
 from tasks.crowd_counting.data import find_part, list_split

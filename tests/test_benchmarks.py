@@ -182,7 +182,7 @@ def test_every_benchmark_runs_quick(tmp_path: Path, search_fmnist_root: Path) ->
     report, md, run = _report(tmp_path / "r")
     statuses = {name: r["status"] for name, r in report["benchmarks"].items()}
     assert statuses.pop("cuda") == ("ok" if torch.cuda.is_available() else "skipped")
-    assert list(statuses.values()) == ["ok"] * 5
+    assert list(statuses.values()) == ["ok"] * 6
     for name in ("search_growth.png", "density_growth.png"):
         assert (run / name).is_file()
     assert "Evaluations to reach the true top 1%" in md
@@ -252,6 +252,18 @@ def test_compare_refuses_a_bad_report_in_one_line(tmp_path: Path, capsys, text, 
     err = captured.err.strip()
     assert err.count("\n") == 0 and str(bad) in err and says in err and "Traceback" not in err
     assert captured.out == ""
+
+
+def test_decode_benchmark_runs_alone_and_reports_its_ratio(tmp_path: Path) -> None:
+    assert main(["decode", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    report, md, _ = _report(tmp_path)
+    assert list(report["benchmarks"]) == ["decode"]
+    inputs, whole = report["benchmarks"]["decode"]["comparisons"]
+    assert inputs["info"]["bit_equal"] and whole["info"]["equal_scores"]
+    fig = inputs["figures"]["cache / decode"]
+    assert isinstance(fig["median"], float) and fig["median"] > 0 and fig["target"]
+    assert isinstance(whole["figures"]["cache / decode"]["median"], float)
+    assert "| input path, 8 images | cache / decode |" in md
 
 
 def test_rounds_are_dealt_to_processes() -> None:

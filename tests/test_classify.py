@@ -109,6 +109,14 @@ def test_controls_are_one_flag_away(fmnist, tmp_path):
     assert {c.name for c in control_tickets(t, 0)} <= set(recs)
     # Ticket, controls and seeds are one protocol: the leaderboard groups them together.
     assert len({protocol_id(r["protocol"]) for r in recs.values()}) == 1
+    # --arm trains one arm alone: the same run directory and result as in the whole set.
+    one = tmp_path / "one"
+    argv[argv.index(str(out))] = str(one)
+    assert main([*argv, "--arm", "random"]) == 0
+    (alone,) = _records(one)
+    assert alone["identity"]["baseline"] == "random"
+    assert Path(alone["provenance"]["run_dir"]).name == Path(rand["provenance"]["run_dir"]).name
+    assert alone["result"] == rand["result"]
 
 
 @pytest.mark.parametrize(

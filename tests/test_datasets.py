@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from fixtures import (
 )
 
 from bench.data import datasets as ds
+from bench.data import fashion_mnist
 from bench.data import transforms as tfm
 from bench.data.datasets import DATASETS, HeldoutRule, heldout_digest, load_splits
 from bench.util.errors import BenchError
@@ -142,6 +144,41 @@ def test_imagenet_protocol_sizes(imagenet_root: Path) -> None:
     assert type(s.train.transform.transforms[0]).__name__ == "RandomResizedCrop"
 
 
+def _age(folder: Path, seconds: float = 60.0) -> None:
+    """Set every directory's time `seconds` back (a folder not written just now)."""
+    for d in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        t = d.stat().st_mtime - seconds
+        os.utime(d, (t, t))
+
+
+def test_imagenet_file_list_is_scanned_once(tmp_path: Path) -> None:
+    from fixtures import write_imagefolder
+
+    from bench.data.imagefolder import ImageFiles, file_list_path
+
+    root = write_imagefolder(tmp_path / "in", classes=2, train_per_class=3, val_per_class=1)
+    train, cache = str(root / "train"), tmp_path / "cache"
+    fresh = ImageFiles(train, cache)
+    assert not fresh.list_reused and not file_list_path(train, cache).exists()  # too recent
+    _age(root)
+    first = ImageFiles(train, cache)
+    kept = file_list_path(train, cache)
+    assert not first.list_reused and kept.is_file()
+    again = ImageFiles(train, cache)  # a later process reads the list
+    assert again.list_reused and again.samples == first.samples == fresh.samples
+    # A new file changes its folder's time: scanned again, the new file listed.
+    wnid = first.classes[1]
+    shutil.copy(first.samples[0][0], root / "train" / wnid / "extra.JPEG")
+    changed = ImageFiles(train, cache)
+    assert not changed.list_reused and len(changed.samples) == len(first.samples) + 1
+    # A damaged list is scanned again, never trusted.
+    _age(root)
+    ImageFiles(train, cache)
+    kept.write_text('{"format": 1, "samples": [')
+    damaged = ImageFiles(train, cache)
+    assert not damaged.list_reused and damaged.samples == changed.samples
+
+
 # --------------------------------------------------------------------------- Fashion-MNIST
 
 
@@ -183,7 +220,7 @@ def test_fashion_mnist_found_without_data_root(
     fashion_mnist_gz_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "nothing"))
-    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", fashion_mnist_gz_dir)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", fashion_mnist_gz_dir)
     s = load_splits("fashion-mnist", cache_dir=cache)
     assert s.info["root"] == str(fashion_mnist_gz_dir.resolve())
 
@@ -282,7 +319,7 @@ def test_fashion_mnist_missing_everywhere_names_both_places(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_DATA_ROOT, str(tmp_path / "data"))
-    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(BenchError) as excinfo:
         load_splits("fashion-mnist", cache_dir=tmp_path / "cache")
     _one_line_error(excinfo, str(tmp_path / "data"), str(tmp_path / "debian"), "apt-get")

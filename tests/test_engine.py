@@ -181,6 +181,22 @@ def test_training_workers_live_across_epochs(tmp_path: Path) -> None:
     assert len(list(pids.iterdir())) == 1 and not (pids / str(os.getpid())).exists()
 
 
+def test_eval_loaders_are_built_once_per_run(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    torch.manual_seed(0)
+    held = PidTagged(blobs(16, seed=1), pids)
+    hp = hp_small(epochs=3, num_workers=1)
+    net = TinyNet(10)
+    res = train(net, blobs(64), {"heldout": held}, hp, tmp_path / "run", "cpu",
+                select_on=None, log=quiet, progress=False)  # fmt: skip
+    # One eval worker process served all three evaluations (rebuilt, it would be three).
+    assert len(list(pids.iterdir())) == 1 and not (pids / str(os.getpid())).exists()
+    # The last evaluation equals one with a loader of its own and no workers.
+    ref = evaluate(net, blobs(16, seed=1), "cpu", hp.eval_batch_size)
+    assert res["history"][-1]["eval"]["heldout"] == ref
+
+
 def test_eval_every_and_eval_limit_space_and_shrink_evaluation(tmp_path: Path) -> None:
     from bench.engine.loop import eval_subset
 

@@ -14,18 +14,19 @@ from bench.data.datasets import load_splits
 from bench.engine.loop import evaluate
 from bench.models.resnet import build_model
 from bench.models.slots import materialize
+from bench.search.bn_policy import RecalibratedBN, fold_batchnorm
 from bench.search.budget import Budget
 from bench.search.evaluator import (
     Evaluator,
-    StageCache,
     SupernetScorer,
     TableScorer,
     fixed_subset,
-    fold_batchnorm,
     mask_key,
 )
+from bench.search.prefix_cache import PrefixCache, StageCache
 from bench.search.reward import measure_slot_latency
 from bench.search.run import recalibration_batches
+from bench.search.scoring_set import PreloadedSet, StreamedSet
 from bench.util.errors import BenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,9 +77,39 @@ def test_score_equals_the_materialized_network(splits, supernet) -> None:
 def test_streamed_scoring_equals_preloaded(splits, supernet) -> None:
     pre = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16)
     stream = SupernetScorer(supernet, splits.heldout, "cpu", batch_size=16, preload_mb=0)
-    assert pre.x is not None and stream.x is None
+    assert isinstance(pre.source, PreloadedSet) and isinstance(stream.source, StreamedSet)
     for mask in MASKS:
         assert pre(mask, 40) == stream(mask, 40)
+
+
+def test_sources_yield_the_same_batches(splits) -> None:
+    cpu = torch.device("cpu")
+    pre = PreloadedSet.load(splits.heldout, 16, 0, cpu)
+    stream = StreamedSet(splits.heldout, 16, 0, cpu)
+    got, ref = list(pre.batches(37)), list(stream.batches(37))
+    assert [s for s, _, _ in got] == [s for s, _, _ in ref] == [(0, 16), (16, 32), (32, 37)]
+    assert all(torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) for a, b in zip(got, ref))
+
+
+def test_recalibrated_bn_restores_the_statistics(splits, supernet) -> None:
+    before = _state(supernet)
+    policy = RecalibratedBN(supernet, recalibration_batches(splits.train, 1, 16))
+    policy.set_mask(MASKS[2])
+    with policy.scoring():
+        changed = _state(supernet)
+        assert not supernet.training
+    assert any(not torch.equal(before[k], changed[k]) for k in before)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+
+
+def test_prefix_cache_alone_resumes_from_a_shared_prefix(supernet) -> None:
+    prefix = PrefixCache(supernet, 2**24)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.inference_mode():
+        for mask in (MASKS[2], (1, 0, 0, 1, 1, 0, 1, 1, 1)):  # agree on the first 7 bits
+            supernet.set_mask(mask)
+            assert torch.equal(prefix.logits(supernet, mask, (0, 4), x), supernet(x))
+    assert prefix.blocks_skipped == 7
 
 
 def test_bn_recalibration_matches_manual_and_restores(splits, supernet) -> None:

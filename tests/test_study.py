@@ -135,7 +135,10 @@ def test_shipped_studies_plan_on_a_fresh_clone(study, tmp_path, capsys, monkeypa
     for c in cells:
         assert c["argv"][0] == "bench" and c["state"] in ("ready", "waiting")
         assert set(c["deps"]) <= set(ids[: ids.index(c["id"])])  # dependencies come first
-    expected = {"ean-r50": 31, "r50-se": 11, "cifar100-r164": 5, "demo": 15}
+    # One pretraining cell per arm x seed: ean-r50 2 tickets x 3 arms x 3 seeds + 2 x 4 x 3
+    # transfer + leaderboard; r50-se search + 9 + 6 + 1; cifar100-r164 search + 4 arms x 3 + 1;
+    # demo data + search + 9 + 9 + 1.
+    expected = {"ean-r50": 43, "r50-se": 17, "cifar100-r164": 14, "demo": 21}
     assert len(cells) == expected[study.stem]
     assert not (tmp_path / "runs").exists()
 
@@ -156,7 +159,8 @@ def test_demo_study_is_the_demo(tmp_path):
     assert study.controls == ("full", "none") and study.seeds == (0, 1, 2)
     plan = build_plan(study)
     train = [c for c in plan.cells if c.kind == "train"]
-    assert [c.argv[c.argv.index("--seeds") + 1] for c in train] == ["0", "1", "2"]
+    assert [c.argv[c.argv.index("--seeds") + 1] for c in train] == [s for s in "012" for _ in "tfn"]
+    assert [c.argv[c.argv.index("--arm") + 1] for c in train] == ["ticket", "full", "none"] * 3
     assert all(c.deps == ("search",) for c in train)
 
 
@@ -170,31 +174,33 @@ def test_plan_graph_and_states_from_files(tmp_path, ticket_file):
     study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs")))
     plan = build_plan(study)
     by = plan.by_id
-    assert [c.id for c in plan.cells] == [
-        "train/t/s0", "train/t/s1", "transfer/t/crowd_counting/shanghaitech-b/s0",
+    arms = [f"train/t/s{s}/{a}" for s in (0, 1) for a in ("ticket", "full", "none")]
+    assert [c.id for c in plan.cells] == [*arms, "transfer/t/crowd_counting/shanghaitech-b/s0",
         "transfer/t/crowd_counting/shanghaitech-b/s1", "leaderboard"]  # fmt: skip
-    assert by["transfer/t/crowd_counting/shanghaitech-b/s1"].deps == ("train/t/s1",)
-    assert len(by["train/t/s0"].match.arms) == 3  # the ticket, full, none
+    assert by["transfer/t/crowd_counting/shanghaitech-b/s1"].deps == tuple(arms[3:])
+    assert "--arm" in by["train/t/s0/full"].argv and len(by["train/t/s0/full"].match.arms) == 1
     states = plan_states(plan)
-    assert [states[c.id].state for c in plan.cells] == ["ready"] * 2 + ["waiting"] * 3
+    assert [states[c.id].state for c in plan.cells] == ["ready"] * 6 + ["waiting"] * 3
     # A cell whose lock a live process holds is running, named by that holder.
-    hold_run(cell_dir(plan, by["train/t/s0"]))
+    hold_run(cell_dir(plan, by["train/t/s0/ticket"]))
     try:
-        s = plan_states(plan)["train/t/s0"]
+        s = plan_states(plan)["train/t/s0/ticket"]
         assert s.state == "running" and f"pid {os.getpid()}" in s.detail
     finally:
-        release_run(cell_dir(plan, by["train/t/s0"]))
+        release_run(cell_dir(plan, by["train/t/s0/ticket"]))
     # A command that exited non-zero is failed; its dependents wait on it.
-    cell = by["train/t/s1"]
+    cell = by["train/t/s1/none"]
     atomic_write_json(cell_dir(plan, cell) / EXIT_FILE,
                       {"rc": 2, "argv": list(cell.argv), "said": "bench: error: x"})  # fmt: skip
     states = plan_states(plan)
-    assert states["train/t/s0"].state == "ready"
-    assert states["train/t/s1"].state == "failed" and "exit 2" in states["train/t/s1"].detail
+    assert states["train/t/s0/none"].state == "ready"
+    assert (
+        states["train/t/s1/none"].state == "failed" and "exit 2" in states["train/t/s1/none"].detail
+    )
     assert states["transfer/t/crowd_counting/shanghaitech-b/s1"].state == "waiting"
     # An exit status of another command (the study file changed) is not this cell's.
     atomic_write_json(cell_dir(plan, cell) / EXIT_FILE, {"rc": 2, "argv": ["bench", "x"]})
-    assert plan_states(plan)["train/t/s1"].state == "ready"
+    assert plan_states(plan)["train/t/s1/none"].state == "ready"
 
 
 def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
@@ -204,7 +210,57 @@ def test_train_work_is_epochs_times_images_of_every_arm(tmp_path, ticket_file):
     text = tiny_study(ticket_file, tmp_path / "runs").replace("flags = {", "train_limit = 500\n"
                                                               "flags = {", 1)  # fmt: skip
     plan = build_plan(load_study(_write(tmp_path, text)))
-    assert plan.by_id["train/t/s0"].work == 1 * 500 * 3
+    assert [plan.by_id[f"train/t/s0/{a}"].work for a in ("ticket", "full", "none")] == [500] * 3
+
+
+def _transfer_work(tmp_path: Path, ticket: Path, table: str, launcher: str = "") -> dict:
+    from bench.study.plan import build_plan
+    from bench.study.schema import load_study
+
+    text = f'seeds = [0]\ncontrols = ["full"]\ntickets = ["{ticket}"]\n{table}\n{launcher}'
+    plan = build_plan(load_study(_write(tmp_path, text), tmp_path / "runs"))
+    return {c.id.split("/", 2)[2]: (c.work, c.gpus) for c in plan.cells if c.kind == "transfer"}
+
+
+def test_transfer_work_counts_official_splits_the_sample_and_iters(tmp_path, ticket_file):
+    """Hand-worked: images of one arm x 2 arms (ticket, full)."""
+    crowd = '[[transfer]]\ntask = "crowd_counting"\ndata_root = "{}"\n'
+    # Official ShanghaiTech (no folder): CSRNet's 400 epochs x (train - 10% val) x 4 patches.
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(tmp_path / "none"))
+    assert work["crowd_counting/shanghaitech-a/s0"] == (400 * (300 - 30) * 4 * 2, 0)
+    assert work["crowd_counting/shanghaitech-b/s0"] == (400 * (400 - 40) * 4 * 2, 0)
+    # The bundled sample on disk: 12 train tiles, 3 to validation, 2 crops, 8 epochs.
+    from tasks.crowd_counting.sample import write_sample
+
+    data = write_sample(tmp_path / "data")
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(data))
+    assert work["crowd_counting/shanghaitech-b/s0"] == (8 * (12 - 3) * 2 * 2, 0)
+    # --iters 2: 18 crops / batch 4 = 5 steps per epoch, so 1 epoch.
+    work = _transfer_work(tmp_path, ticket_file, crowd.format(data) + "flags = { iters = 2 }")
+    assert work["crowd_counting/shanghaitech-b/s0"] == (1 * 18 * 2, 0)
+    # Segmentation: iterations x batch 2 per process x processes (mmseg's 4xb2, 40k).
+    seg = '[[transfer]]\ntask = "segmentation"\ndata_root = "{}"\n'.format(tmp_path / "none")
+    work = _transfer_work(tmp_path, ticket_file, seg, "[launcher]\ngpus_per_job = 4")
+    assert work["segmentation/cityscapes/s0"] == (40_000 * 2 * 4 * 2, 4)
+
+
+def test_batch_one_recipe_on_several_gpus_is_refused_unless_gpus_1(tmp_path, capsys, ticket_file):
+    table = '[[transfer]]\ntask = "crowd_counting"\ndatasets = ["shanghaitech-a"]\n'
+    text = f'seeds = [0]\ntickets = ["{ticket_file}"]\n{table}[launcher]\ngpus_per_job = 4'
+    path = _write(tmp_path, text)
+    expect_exit_2(["study", "plan", str(path)], capsys, "transfer[0]", "batch size 1", "gpus = 1")
+    work = _transfer_work(tmp_path, ticket_file, table + "gpus = 1", "[launcher]\ngpus_per_job = 4")
+    assert work["crowd_counting/shanghaitech-a/s0"][1] == 1
+
+
+def test_engine_refuses_a_batch_smaller_than_its_processes():
+    from bench.engine.hparams import TrainHParams
+    from bench.engine.loop import training_data
+    from bench.util.errors import BenchError
+
+    info = type("Info", (), {"world_size": 4, "rank": 0})()
+    with pytest.raises(BenchError, match="batch size 2 cannot be split over 4 processes"):
+        training_data(list(range(8)), TrainHParams(batch_size=2), info, cuda=False)
 
 
 def test_official_split_sizes_follow_the_datasets_protocols():
@@ -240,7 +296,8 @@ def test_demo_study_commands_make_the_demos_runs(tmp_path):
         args = parse_command(cell.argv, cell.id)
         seed = int(cell.argv[cell.argv.index("--seeds") + 1])
         _, base = train_check(args)
-        assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed)
+        want = replace(PRESETS.get(demo.PRESET), seed=seed, eval_limit=demo.EVAL_LIMIT)
+        assert replace(base, seed=seed) == want
         assert data_options(args) == DataOptions(train_limit=demo.TRAIN_LIMIT)
     seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
     options = transfer_check(parse_command(seg.argv, seg.id))
@@ -257,7 +314,10 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     from bench.study.schema import load_study
 
     extra = '[launcher]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 4\ntime = 2880'
-    study = load_study(_write(tmp_path, tiny_study(ticket_file, tmp_path / "runs", extra)))
+    text = tiny_study(ticket_file, tmp_path / "runs", extra).replace(
+        "iters = 2 }", "iters = 2 }\ngpus = 1"
+    )
+    study = load_study(_write(tmp_path, text))
     args = parse_command(["bench", "study", "run", "x.toml", "--mem", "64G", "--sbatch=--qos=high",
                           "--account", "lab"], "flags")  # fmt: skip
     launcher = launcher_of(study, args)
@@ -266,13 +326,15 @@ def test_slurm_settings_and_torchrun(tmp_path, ticket_file):
     for line in ("--partition=gpu", "--gpus-per-node=4", "--time=2880", "--mem=64G",
                  "--account=lab", "--qos=high"):  # fmt: skip
         assert f"#SBATCH {line}\n" in script, line
-    cell = build_plan(study).by_id["train/t/s0"]
+    cell = build_plan(study).by_id["train/t/s0/full"]
     argv = launch_argv(cell, "/venv/bin/bench", "/venv/bin/torchrun")
     assert argv[:6] == ["/venv/bin/torchrun", "--standalone", "--nproc-per-node=4", "-m",
                         "bench.cli.main", "train"]  # fmt: skip
     assert cell.command.startswith(
         "torchrun --standalone --nproc-per-node=4 -m bench.cli.main train "
     )
+    crowd = build_plan(study).by_id["transfer/t/crowd_counting/shanghaitech-b/s0"]
+    assert crowd.gpus == 1 and crowd.command.startswith("bench transfer ")  # its table's gpus
 
 
 def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
@@ -282,3 +344,19 @@ def test_bench_demo_seed_shifts_the_demo_study(tmp_path):
     assert study.seeds == (3, 4, 5) and study.out == tmp_path
     assert study.search is not None and study.search.seed == 3
     assert study.search.ticket == f"{tmp_path}/tickets/resnet20-se-fashion-mnist-reinforce-s3.json"
+
+
+def test_gpu_pool_lends_each_gpu_to_one_cell_at_a_time(monkeypatch):
+    from bench.study.launch import GpuPool, local_gpu_ids
+
+    pool = GpuPool([3, 5, 7])
+    assert pool.take("a", 2) == (3, 5)
+    assert pool.take("b", 2) is None  # one free: b waits
+    assert pool.take("c", 1) == (7,)
+    pool.give("a")
+    assert pool.take("b", 2) == (3, 5) and pool.free == []
+    assert pool.take("d", 0) == ()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 6")
+    assert local_gpu_ids() == [2, 6]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert local_gpu_ids() == []

@@ -137,6 +137,22 @@ def test_two_jobs_at_once_equal_the_sequential_run(setup, reference):
 
 
 @pytest.mark.slow
+def test_local_cells_get_gpus_of_their_own(setup, reference):
+    """--gpus-per-job 1 on a machine that shows GPUs 3 and 5: the two train cells run at
+    once, each seeing one GPU of its own (CUDA_VISIBLE_DEVICES); results as on the CPU."""
+    out = setup["root"] / "gpus"
+    done = run(setup, write_study(setup, "tiny"), out, "--jobs", "2", "--gpus-per-job", "1",
+               CUDA_VISIBLE_DEVICES="3,5")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = [starts(out, "tiny", c)[0]["gpus"] for c in ("train/t/s0", "train/t/s1")]
+    assert sorted(seen) == ["3", "5"]
+    assert records(out) == records(reference)
+    three = run(setup, write_study(setup, "three"), out, "--jobs", "2", "--gpus-per-job", "3",
+                CUDA_VISIBLE_DEVICES="3,5")  # fmt: skip
+    assert three.returncode == 2 and "needs 3 GPU(s); this machine shows 2" in three.stderr
+
+
+@pytest.mark.slow
 def test_killed_driver_rerun_runs_each_cell_once(setup, reference):
     study, out = write_study(setup, "tiny"), setup["root"] / "killed"
     proc = subprocess.Popen(driver(study, out, "--jobs", "1"), env=env(setup),

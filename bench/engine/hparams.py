@@ -478,3 +478,12 @@ def add_train_args(
     )
     shown = PRESETS.get(default_preset) if default_preset in PRESETS else None
     add_hparam_args(parser, TrainHParams, shown_defaults=shown, skip=skip, show_defaults=not auto)
+
+
+def check_batch_split(batch_size: int, processes: int) -> None:
+    """A global batch is split over the processes: at least one image each."""
+    if batch_size < processes:
+        raise BenchError(
+            f"batch size {batch_size} cannot be split over {processes} processes (at least "
+            "one image each): run on fewer GPUs (a study's gpus = 1) or a larger batch_size"
+        )

@@ -62,7 +62,7 @@ from bench.engine.distributed import (
     dist_info,
     wrap_ddp,
 )
-from bench.engine.hparams import TrainHParams
+from bench.engine.hparams import TrainHParams, check_batch_split
 from bench.engine.rundir import BEST_FILE, LATEST_FILE, METRICS_FILE, PREVIOUS_FILE, hash_of
 from bench.engine.schedule import LRSchedule, build_optimizer
 from bench.util.errors import BenchError
@@ -74,6 +74,7 @@ __all__ = [
     "Diverged",
     "Objective",
     "epoch_seed",
+    "EvalLoaders",
     "evaluate",
     "evaluate_sums",
     "train",
@@ -135,6 +136,50 @@ def eval_subset(dataset: Dataset, limit: int) -> Dataset:
     return Subset(dataset, idx.tolist())
 
 
+class EvalLoaders:
+    """A run's eval DataLoaders, each built at its set's first evaluation and kept: with
+    workers they stay alive from one evaluation to the next (persistent), as the training
+    loader's live across epochs. Eval data draws nothing at random (eval transforms; whole
+    crowd images), so a worker's state never shows in a batch."""
+
+    def __init__(self, persistent: bool = True) -> None:
+        self.persistent = persistent
+        self._made: dict[tuple, tuple[Dataset, DataLoader]] = {}
+
+    def get(self, dataset: Dataset, shard: tuple[int, int] | None, batch_size: int,
+            num_workers: int, pin: bool) -> DataLoader:  # fmt: skip
+        """The loader of `dataset` (this rank's strided shard of it when given)."""
+        key = (id(dataset), shard, batch_size, num_workers, pin)
+        made = self._made.get(key)
+        if made is not None and made[0] is dataset:
+            return made[1]
+        data = (
+            dataset if shard is None else Subset(dataset, range(shard[0], len(dataset), shard[1]))
+        )  # type: ignore[arg-type]
+        loader = DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=pin,
+            persistent_workers=self.persistent and num_workers > 0,
+            # An explicit generator: otherwise each iterator draws a worker base seed from
+            # the global torch RNG and evaluation would shift the training random stream.
+            generator=torch.Generator().manual_seed(0),
+        )
+        if self.persistent:
+            self._made[key] = (dataset, loader)
+        return loader
+
+    def close(self) -> None:
+        """Stop the kept loaders' workers."""
+        for _, loader in self._made.values():
+            it = getattr(loader, "_iterator", None)
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+        self._made.clear()
+
+
 @torch.no_grad()
 def evaluate_sums(
     model: nn.Module,
@@ -149,6 +194,7 @@ def evaluate_sums(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool | None = False,
+    loaders: EvalLoaders | None = None,
 ) -> list[float]:
     """The sums over `dataset` of `score(output, batch)` (`size` values per batch, float64).
 
@@ -157,20 +203,14 @@ def evaluate_sums(
     a process group is active): each rank scores a strided shard and the sums are
     all-reduced, so the result equals the single-process one; every rank must call it then.
     `progress`: a bar on stderr (None: show_progress decides; rank 0 only).
+    `loaders`: the run's EvalLoaders (default: a loader for this call only).
     """
     info = dist_info()
     shard = info.enabled if distributed is None else distributed and info.enabled
-    data = Subset(dataset, range(info.rank, len(dataset), info.world_size)) if shard else dataset
-    loader = DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        # An explicit generator: otherwise each iterator draws a worker base seed from the
-        # global torch RNG and evaluation would shift the training random stream.
-        generator=torch.Generator().manual_seed(0),
-    )
+    loader = (loaders or EvalLoaders(persistent=False)).get(
+        dataset, (info.rank, info.world_size) if shard else None, batch_size, num_workers,
+        device.type == "cuda",
+    )  # fmt: skip
     was_training = model.training
     model.eval()
     # float64 sums: counts stay exact and the reduction order barely matters.
@@ -200,11 +240,13 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool | None = False,
+    loaders: EvalLoaders | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 accuracy (percent) and mean cross-entropy of `model` on `dataset`.
 
     Returns {"top1", "top5", "loss", "n"}; top5 is None with fewer than 5 classes.
-    Sharding under torchrun and `progress` as in `evaluate_sums`. Restores the train mode.
+    Sharding under torchrun, `progress` and `loaders` as in `evaluate_sums`. Restores the
+    train mode.
     """
     device = torch.device(device)
 
@@ -219,7 +261,7 @@ def evaluate(
     loss, c1, c5, n, has5 = evaluate_sums(
         model, dataset, device, score, 5, batch_size=batch_size, num_workers=num_workers,
         distributed=distributed, amp_dtype=amp_dtype, channels_last=channels_last,
-        progress=progress,
+        progress=progress, loaders=loaders,
     )  # fmt: skip
     if n == 0:
         raise BenchError("cannot evaluate on an empty dataset")
@@ -283,6 +325,7 @@ class _Run:
     scaler: torch.amp.GradScaler | None
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     net: nn.Module | None = None  # DDP/compiled wrapper, set once resumed
+    eval_loaders: EvalLoaders = field(default_factory=EvalLoaders)  # built once per run
 
     @property
     def steps_per_epoch(self) -> int:
@@ -316,6 +359,7 @@ def training_data(
     A dataset with `__getitems__` / `load_batch` reads each batch at once (see
     bench.engine.batches); the loader is the same either way.
     """
+    check_batch_split(hp.batch_size, info.world_size)
     per_rank_batch = hp.batch_size // info.world_size
     sampler = DistributedSampler(
         train_set,
@@ -592,6 +636,7 @@ def _evaluate_all(run: _Run) -> dict[str, dict[str, Any]]:
             amp_dtype=run.amp_dtype,
             channels_last=run.channels_last,
             progress=run.show_bar,
+            loaders=run.eval_loaders,
         )
         for name, ds in run.eval_sets.items()
     }
@@ -746,12 +791,15 @@ def train(
     net = wrap_ddp(model, device, find_unused_parameters=find_unused_parameters)
     run.net = torch.compile(net) if hp.compile else net
     stopped = False
-    while prog.epoch < hp.epochs:
-        sums, dt = _train_epoch(run, prog)
-        _end_epoch(run, prog, sums, time.perf_counter(), dt)
-        if stop_after_epoch is not None and stop_after_epoch <= prog.epoch < hp.epochs:
-            stopped = True
-            break
+    try:
+        while prog.epoch < hp.epochs:
+            sums, dt = _train_epoch(run, prog)
+            _end_epoch(run, prog, sums, time.perf_counter(), dt)
+            if stop_after_epoch is not None and stop_after_epoch <= prog.epoch < hp.epochs:
+                stopped = True
+                break
+    finally:
+        run.eval_loaders.close()
     barrier()  # files are complete on every rank's return
     return _result(run, prog, stopped)
 

@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from bench.engine.hparams import HParams, field_types, from_text, show_value, type_name
@@ -82,6 +83,20 @@ class Option:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkQuery:
+    """What a task's `work` hook is asked by a study's plan: one arm of one transfer cell,
+    before any data is read (folders may be listed; the sample may not be written yet)."""
+
+    dataset: str
+    options: Mapping[str, Any]  # the cell's typed --opt values (TaskOptions.parse)
+    epochs: int | None  # --epochs / --iters as the command gives them
+    iters: int | None
+    data_root: Path | None  # None: the default data root
+    sample: bool = False  # the study writes the bundled sample into data_root first
+    processes: int = 1  # DDP processes (the per-process batch is the recipe's)
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskOptions:
     """The `--opt` keys of task `task`; `note` says where the defaults come from."""
 
@@ -94,6 +109,9 @@ class TaskOptions:
     # `bench list presets`: the task's named recipes as (name, summary) rows for a glob.
     recipes: Callable[[str], list[tuple[str, str]]] | None = None
     recipes_title: str = ""
+    # Images one arm of a cell processes (epochs x images, exact), for `bench study plan`;
+    # None where the task cannot tell without reading data.
+    work: Callable[[WorkQuery], int | None] | None = None
 
     def options(self) -> dict[str, Option]:
         out = {}

@@ -10,36 +10,30 @@ Two layers:
   * `Evaluator`: the mask -> score cache (a mask is never scored twice on the same images),
     the budget, and successive halving. Strategies only ever see this layer.
 
-Shared work between candidates (SupernetScorer): the input of block b depends only on the
-first b mask bits, so the stem output and each block's input are kept in a byte-bounded
-LRU cache keyed by that mask prefix (with a stateful SAM, DIA, only each stage's input:
-its state flows within a stage); a candidate that agrees with an earlier one on its first
-b bits starts at block b. This changes no bit of any score (the same operations on the
-same tensors). Over a search's candidates about half the blocks are skipped. `fast=True`
-also folds every backbone BatchNorm into its convolution and runs channels_last: faster
-again, but rounded differently from the plain network (losses agree to ~1e-7), so opt-in.
+SupernetScorer composes a scoring-set source (bench.search.scoring_set), a BN policy
+(bench.search.bn_policy) and the prefix cache of block inputs (bench.search.prefix_cache:
+over a search's candidates about half the blocks are skipped, no bit of a score changes).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
+from bench.data.decoded import decoded_set
 from bench.engine.distributed import all_reduce_sum, dist_info
 from bench.models.resnet import SlotResNet
+from bench.search.bn_policy import bn_policy
 from bench.search.budget import Budget
+from bench.search.prefix_cache import PrefixCache, StageCache
+from bench.search.scoring_set import CachedSet, PreloadedSet, ScoringSource, StreamedSet
 from bench.util.errors import BenchError
 
 __all__ = [
@@ -48,16 +42,13 @@ __all__ = [
     "Mask",
     "Score",
     "ScoreFn",
-    "StageCache",
     "SupernetScorer",
     "TableScorer",
     "fixed_subset",
-    "fold_batchnorm",
     "mask_key",
 ]
 
 Mask = tuple[int, ...]
-Batch = tuple[tuple[int, int], torch.Tensor, torch.Tensor]
 
 
 def mask_key(mask: Sequence[int]) -> str:
@@ -225,66 +216,6 @@ class TableScorer:
         return Score(float(self.table[mask_key(mask)]), 0.0, n_images)
 
 
-class StageCache:
-    """LRU of block inputs, keyed by (block index, mask prefix, batch span), bounded in
-    bytes. Block b's input depends only on the first b mask bits."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self.hits = self.misses = 0
-        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        hit = self._items.get(key)
-        if hit is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return hit
-
-    def touch(self, key: tuple) -> None:
-        """Mark `key` as just used, when cached."""
-        if key in self._items:
-            self._items.move_to_end(key)
-
-    def put(self, key: tuple, value: torch.Tensor) -> None:
-        size = value.numel() * value.element_size()
-        if size > self.max_bytes or key in self._items:
-            return
-        self._items[key] = value
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.numel() * old.element_size()
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.nbytes = self.hits = self.misses = 0
-
-
-def fold_batchnorm(net: SlotResNet) -> SlotResNet:
-    """A copy of `net` (eval mode) with each backbone BatchNorm folded into its convolution:
-    the stem, every block's convN -> bnN and every downsample (conv, bn). SAMs are kept."""
-    net = copy.deepcopy(net).eval()
-    in_sams = {id(m) for sam in net.sam_modules() for m in sam.modules()}
-    for module in list(net.modules()):
-        if id(module) in in_sams:
-            continue
-        for i in (1, 2, 3):
-            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
-                setattr(module, f"bn{i}", nn.Identity())
-        if isinstance(module, nn.Sequential):
-            for j in range(len(module) - 1):
-                if isinstance(module[j], nn.Conv2d) and isinstance(module[j + 1], nn.BatchNorm2d):
-                    module[j] = fuse_conv_bn_eval(module[j], module[j + 1])
-                    module[j + 1] = nn.Identity()
-    return net
-
-
 def _shard(n: int, rank: int, world: int) -> int:
     """How many of positions 0..n-1 fall on `rank` when strided over `world` ranks."""
     return len(range(rank, n, world))
@@ -293,15 +224,16 @@ def _shard(n: int, rank: int, world: int) -> int:
 class SupernetScorer:
     """Held-out top-1 of a mask with the supernet's inherited weights (frozen, no grad).
 
-    scoring_set: the fixed held-out subset, in its fixed order (eval transforms).
-    recalib_batches: K train batches (inputs only); when given, every candidate's BN
-    statistics are re-estimated on them (cumulative average) and restored afterwards.
-    The set is decoded into memory once when it needs at most `preload_mb` MiB on this
-    rank, else streamed through a DataLoader with `workers` processes per candidate.
-    cache_mb: bound of the stage-output cache (module docstring; used when the set is
-    preloaded and BN is not recalibrated; 0 = off). fast: fold BN and run channels_last
-    (module docstring; not with recalibration). The supernet must not change while the
-    scorer is in use: its stage outputs are cached.
+    Composes three parts, each in its own module: where the images come from
+    (bench.search.scoring_set: preloaded when this rank's share needs at most `preload_mb`
+    MiB, else read from its decode-once cache or, without one, streamed with `workers`
+    DataLoader processes; `log` says when the cache is built), how BN statistics are taken
+    (bench.search.bn_policy: fixed; recalibrated on `recalib_batches`, K train batches;
+    folded with channels_last when `fast`) and the prefix cache of block inputs
+    (bench.search.prefix_cache, bounded by `cache_mb`, 0 = off; used when the set is in
+    memory and BN is not recalibrated). scoring_set: the fixed held-out subset, in its
+    fixed order (eval transforms). The supernet must not change while the scorer is in
+    use: its block inputs are cached.
     """
 
     def __init__(
@@ -317,167 +249,80 @@ class SupernetScorer:
         distributed: bool | None = None,
         cache_mb: int = 1024,
         fast: bool = False,
+        log: Callable[[str], None] | None = None,
     ) -> None:
-        if fast and recalib_batches:
-            raise BenchError("fast evaluation folds fixed BN statistics: not with recalibration")
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
+        recalib = [b.to(self.device) for b in recalib_batches or []]
+        self.bn = bn_policy(self.net, recalib, fast)
         self.size = len(scoring_set)
         if self.size == 0:
             raise BenchError("the held-out scoring set is empty; pass a larger held-out split")
         info = dist_info()
         self.shard = info.enabled if distributed is None else distributed and info.enabled
         self.rank, self.world = (info.rank, info.world_size) if self.shard else (0, 1)
-        local = list(range(self.rank, self.size, self.world))
-        self.local_set = Subset(scoring_set, local)
+        local = Subset(scoring_set, list(range(self.rank, self.size, self.world)))
         self.batch_size = batch_size
-        self.workers = workers
-        self.recalib = [b.to(self.device) for b in recalib_batches or []]
-        self._bn = [m for m in self.net.modules() if isinstance(m, _BatchNorm)]
-        self._bn_saved = [
-            (
-                m.running_mean.clone(),
-                m.running_var.clone(),
-                m.num_batches_tracked.clone(),
-                m.momentum,
-            )
-            for m in self._bn
-            if m.track_running_stats
-        ]
-        self.x: torch.Tensor | None = None
-        self.y: torch.Tensor | None = None
-        first = scoring_set[0][0]
-        need_mb = len(local) * first.numel() * first.element_size() / 2**20
-        if need_mb <= preload_mb:
-            self._preload()
-        self._fast = fold_batchnorm(self.net) if fast else None
-        if self._fast is not None:
-            self._fast.to(memory_format=torch.channels_last)
-        shared = self.x is not None and not self.recalib and cache_mb > 0
-        self.stage_cache = StageCache(cache_mb * 2**20) if shared else None
-        # Cached points: each block's input, or only each stage's with a stateful SAM.
-        starts = np.cumsum([0, *self.net.spec.layers[:-1]]).tolist()
-        stateful = any(getattr(m, "stateful", False) for m in self.net.sam_modules())
-        self._stage_starts = set(starts)
-        self._cuts = set(starts if stateful else range(len(self.net.slot_ids))) - {0}
-        self.blocks_skipped = 0  # blocks not run thanks to the cache (all batches so far)
+        self.source = _source(local, self.device, batch_size, preload_mb, workers, log)
+        shared = self.source.in_memory and self.bn.shares_work and cache_mb > 0
+        self.prefix = PrefixCache(self.net, cache_mb * 2**20) if shared else None
 
-    def _loader(self, data: Dataset) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.workers,
-            pin_memory=self.device.type == "cuda",
-            # Its own generator: never draw worker seeds from the global torch RNG.
-            generator=torch.Generator().manual_seed(0),
-        )
+    @property
+    def stage_cache(self) -> StageCache | None:
+        return self.prefix.stages if self.prefix is not None else None
 
-    def _preload(self) -> None:
-        xs, ys = [], []
-        for x, y in self._loader(self.local_set):
-            xs.append(x)
-            ys.append(torch.as_tensor(y))
-        self.x = torch.cat(xs).to(self.device)
-        self.y = torch.cat(ys).to(self.device)
-
-    def _batches(self, local_n: int) -> Iterator[Batch]:
-        """(span, inputs, labels) per batch; span: positions s..e of the local scoring set."""
-        if self.x is not None and self.y is not None:
-            for s in range(0, local_n, self.batch_size):
-                e = min(s + self.batch_size, local_n)
-                yield (s, e), self.x[s:e], self.y[s:e]
-        else:
-            part = Subset(self.local_set, range(local_n))
-            s = 0
-            for x, y in self._loader(part):
-                span, s = (s, s + len(x)), s + len(x)
-                dev = self.device
-                yield span, x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-
-    def _logits(self, mask: Mask, span: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
-        """The network's output on batch `x`, resuming from the deepest cached block input."""
-        net = self._fast if self._fast is not None else self.net
-        if self._fast is not None:
-            x = x.contiguous(memory_format=torch.channels_last)
-        cache = self.stage_cache
-        if cache is None:
-            return net(x)
-        start, h = self._resume(mask, span)
-        self.blocks_skipped += start
-        if h is None:
-            h = net.forward_stem(x)
-            cache.put((0, (), span), h)
-        blocks, state = net.blocks(), {}
-        for j in range(start, len(blocks)):
-            if j in self._stage_starts:
-                state = {}  # recurrent SAM state (DIA) flows only within a stage
-            h = blocks[j](h, state)
-            if j + 1 in self._cuts:
-                cache.put((j + 1, mask[: j + 1], span), h)
-        return net.forward_head(h)
-
-    def _resume(self, mask: Mask, span: tuple[int, int]) -> tuple[int, torch.Tensor | None]:
-        """(block index, its cached input) of the deepest cached point of `mask`'s prefix;
-        the shallower cached points of that prefix are marked used too (kept longest)."""
-        assert self.stage_cache is not None
-        cuts = [0, *sorted(self._cuts)]
-        for i in range(len(cuts) - 1, -1, -1):
-            h = self.stage_cache.get((cuts[i], mask[: cuts[i]], span))
-            if h is not None:
-                for b in cuts[:i]:
-                    self.stage_cache.touch((b, mask[:b], span))
-                return cuts[i], h
-        return 0, None
+    @property
+    def blocks_skipped(self) -> int:
+        """Blocks not run thanks to the prefix cache (all batches so far)."""
+        return self.prefix.blocks_skipped if self.prefix is not None else 0
 
     def clear_cache(self) -> None:
-        """Forget every cached stage output (e.g. after changing the supernet's weights)."""
-        if self.stage_cache is not None:
-            self.stage_cache.clear()
+        """Forget every cached block input (e.g. after changing the supernet's weights)."""
+        if self.prefix is not None:
+            self.prefix.clear()
 
-    def _recalibrate(self) -> None:
-        for m in self._bn:
-            if m.track_running_stats:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the K batches
-        self.net.train()
-        with torch.no_grad():
-            for xb in self.recalib:
-                self.net(xb)
-        self.net.eval()
-
-    def _restore_bn(self) -> None:
-        tracked = [m for m in self._bn if m.track_running_stats]
-        for m, (mean, var, count, momentum) in zip(tracked, self._bn_saved):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(count)
-            m.momentum = momentum
+    def _logits(self, mask: Mask, span: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
+        net, x = self.bn.runner, self.bn.prepare(x)
+        return net(x) if self.prefix is None else self.prefix.logits(net, mask, span, x)
 
     def __call__(self, mask: Mask, n_images: int) -> Score:
         n_images = min(n_images, self.size)
         mask = tuple(int(b) for b in mask)
-        self.net.set_mask(mask)
-        if self._fast is not None:
-            self._fast.set_mask(mask)
-        try:
-            if self.recalib:
-                self._recalibrate()
+        self.bn.set_mask(mask)
+        with self.bn.scoring():
             local_n = _shard(n_images, self.rank, self.world)
             with torch.inference_mode():
                 loss = torch.zeros((), dtype=torch.float64, device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
-                for span, x, y in self._batches(local_n):
+                for span, x, y in self.source.batches(local_n):
                     logits = self._logits(mask, span, x).float()
                     loss += F.cross_entropy(logits, y, reduction="sum").double()
                     correct += logits.argmax(1).eq(y).sum()
             sums = torch.stack([loss.clone(), correct.double().clone()])
-        finally:
-            if self.recalib:
-                self._restore_bn()
         if self.shard:
             all_reduce_sum(sums)
         total_loss, total_correct = sums.tolist()
         return Score(100.0 * total_correct / n_images, total_loss / n_images, n_images)
+
+
+def _source(
+    data: Dataset, device: torch.device, batch_size: int, preload_mb: int, workers: int,
+    log: Callable[[str], None] | None,
+) -> ScoringSource:  # fmt: skip
+    """Preloaded when this rank's share needs at most `preload_mb` MiB, else read from its
+    decode-once cache (a file-backed set) or streamed (bench.search.scoring_set)."""
+    decoded = decoded_set(data, workers=workers, log=log)
+    if decoded is not None:
+        first = decoded.batch(0, 1)[0][0]
+    else:
+        first = data[0][0]
+    need_mb = len(data) * first.numel() * first.element_size() / 2**20  # type: ignore[arg-type]
+    if need_mb <= preload_mb:
+        if decoded is not None:
+            return PreloadedSet.of_decoded(decoded, batch_size, device)
+        return PreloadedSet.load(data, batch_size, workers, device)
+    if decoded is not None:
+        return CachedSet(decoded, batch_size, device)
+    return StreamedSet(data, batch_size, workers, device)

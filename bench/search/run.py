@@ -261,6 +261,7 @@ def _build_search(inputs: _Inputs, plan: RunPlan, log: Callable[[str], None]) ->
         recalib_batches=recalib,
         preload_mb=hp.preload_mb,
         workers=hp.eval_workers,
+        log=log,
     )
     latency = _latency_table(net, inputs, plan)
     meta = {

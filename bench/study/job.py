@@ -71,9 +71,9 @@ def run_cell_job(cell: Cell, folder: str, cwd: str) -> JobResult:
     try:
         (where / EXIT_FILE).unlink(missing_ok=True)  # this start's outcome replaces the last
         job = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
-        append_jsonl(
-            where / STARTS_FILE, {"pid": os.getpid(), "host": HOST, "since": _now(), "job": job}
-        )
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # the launcher's choice, where it made one
+        start = {"pid": os.getpid(), "host": HOST, "since": _now(), "job": job, "gpus": gpus}
+        append_jsonl(where / STARTS_FILE, start)
         argv = launch_argv(cell, executable("bench"), executable("torchrun"))
         with open(where / STDOUT_FILE, "wb") as out, open(where / LOG_FILE, "ab") as log:
             log.write(f"== {_now()} {cell.command}\n".encode())

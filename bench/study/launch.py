@@ -24,7 +24,7 @@ from bench.study.plan import Plan, build_plan
 from bench.study.report import state_line
 from bench.study.schema import Launcher, Study
 from bench.study.state import CellState, cell_dir, plan_states
-from bench.util.errors import RunsFailed
+from bench.util.errors import BenchError, RunsFailed
 
 POLL_S = 1.0
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # a local job is never cut short
@@ -70,6 +70,36 @@ def make_executor(study: Study, launcher: Launcher, folder: Path) -> Any:
 
 
 @dataclass
+class GpuPool:
+    """The local machine's GPUs, each lent to one running cell at a time (submitit's
+    LocalExecutor would show every job the first N GPUs)."""
+
+    free: list[int]
+    held: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def take(self, cell_id: str, n: int) -> tuple[int, ...] | None:
+        """`n` free GPU ids for `cell_id`, or None until enough are free."""
+        if n > len(self.free):
+            return None
+        ids, self.free = tuple(self.free[:n]), self.free[n:]
+        self.held[cell_id] = ids
+        return ids
+
+    def give(self, cell_id: str) -> None:
+        self.free = sorted(self.free + list(self.held.pop(cell_id, ())))
+
+
+def local_gpu_ids() -> list[int]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES's numbers, else torch's count."""
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if seen is not None and all(v.strip().isdigit() for v in seen.split(",") if v.strip()):
+        return [int(v) for v in seen.split(",") if v.strip()]
+    import torch
+
+    return list(range(torch.cuda.device_count()))
+
+
+@dataclass
 class _Flight:
     job: Any
     gone: int = 0  # polls a SLURM job was missing from squeue
@@ -87,14 +117,24 @@ class _Driver:
     failed: dict[str, str] = field(default_factory=dict)  # failed in this run: reason
     ok: set[str] = field(default_factory=set)  # exited 0 in this run
     shown: dict[str, str] = field(default_factory=dict)
+    gpus: GpuPool | None = None  # the local launcher's GPUs (None: SLURM allocates them)
 
-    def submit(self, cell_id: str) -> None:
+    def submit(self, cell_id: str) -> bool:
+        """Submit a ready cell; False while the GPUs it needs are held by running cells."""
         cell = self.plan.by_id[cell_id]
+        if self.launcher.name == "slurm":  # each job asks for its cell's GPUs
+            self.executor.update_parameters(gpus_per_node=cell.gpus or None)
+        elif self.gpus is not None:
+            ids = self.gpus.take(cell_id, cell.gpus)
+            if ids is None:
+                return False
+            self.executor.update_parameters(gpus_per_node=len(ids), visible_gpus=ids)
         folder = cell_dir(self.plan, cell)
         folder.mkdir(parents=True, exist_ok=True)
         job = self.executor.submit(run_cell_job, cell, str(folder), os.getcwd())
         self.flights[cell_id] = _Flight(job)
         self.tries[cell_id] = self.tries.get(cell_id, 0) + 1
+        return True
 
     def collect(self) -> bool:
         """Settle finished jobs; True when a search finished (the plan learns its ticket)."""
@@ -104,6 +144,8 @@ class _Driver:
             if outcome is None:
                 continue
             del self.flights[cell_id]
+            if self.gpus is not None:
+                self.gpus.give(cell_id)
             if isinstance(outcome, JobResult) and outcome.rc is not None and outcome.rc > 0:
                 self.failed[cell_id] = f"exit {outcome.rc}: {outcome.said}"
             elif isinstance(outcome, JobResult) and outcome.rc == 0:
@@ -203,6 +245,14 @@ def run_study(study: Study, launcher: Launcher) -> str:
     )
     say = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731  (stdout: the leaderboard)
     d = _Driver(study, launcher, plan, make_executor(study, launcher, folder), say)
+    if launcher.name == "local" and any(c.gpus for c in plan.cells):
+        d.gpus = GpuPool(local_gpu_ids())
+        need = max(plan.cells, key=lambda c: c.gpus)
+        if need.gpus > len(d.gpus.free):
+            raise BenchError(
+                f"{need.id} needs {need.gpus} GPU(s); this machine shows "
+                f"{len(d.gpus.free)} to the local launcher (--gpus-per-job, or a table's gpus)"
+            )
     jobs = launcher.jobs or (1 if launcher.name == "local" else len(plan.cells))
     try:
         while True:
@@ -214,8 +264,9 @@ def run_study(study: Study, launcher: Launcher) -> str:
             if settled != bar.n:
                 bar.update(settled - bar.n)
             ready = [c.id for c in plan.cells if view[c.id][0] == "ready"]
-            for cell_id in ready[: max(jobs - len(d.flights), 0)]:
-                d.submit(cell_id)
+            for cell_id in ready:
+                if len(d.flights) < jobs:
+                    d.submit(cell_id)
             if not ready and all(v[0] in SETTLED + ("waiting",) for v in view.values()):
                 break  # nothing runs and nothing can start
             time.sleep(POLL_S if d.flights or not ready else 0)

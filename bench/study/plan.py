@@ -138,20 +138,20 @@ def build_plan(study: Study) -> Plan:
         cells.append(_search_cell(study, _data_dep(study, study.search.data_root)))
     for ref in study_tickets(study):
         deps = [search_id] if ref.made_by_search and search_id else []
-        train_ids = {}
+        train_ids: dict[int, list[str]] = {}
         if study.pretraining is not None:
             pre = [*_data_dep(study, study.pretraining.data_root), *deps]
             for seed in study.seeds:
-                cell = _train_cell(study, ref, seed, pre)
-                cells.append(cell)
-                train_ids[seed] = cell.id
+                arms = _train_cells(study, ref, seed, pre)
+                cells += arms
+                train_ids[seed] = [c.id for c in arms]
         cells += _transfer_cells(study, ref, train_ids, deps, notes)
     lb_deps = [c.id for c in cells]
     cells.append(_leaderboard_cell(study, lb_deps))
     return Plan(study, tuple(cells), tuple(notes))
 
 
-def _transfer_cells(study: Study, ref: Any, train_ids: dict[int, str], deps: list[str],
+def _transfer_cells(study: Study, ref: Any, train_ids: dict[int, list[str]], deps: list[str],
                     notes: list[str]) -> list[Cell]:  # fmt: skip
     """Each transfer cell of one ticket: task x dataset x decoder x seed, after the
     pretraining of its seed (or what makes the ticket, when there is no pretraining)."""
@@ -164,7 +164,7 @@ def _transfer_cells(study: Study, ref: Any, train_ids: dict[int, str], deps: lis
                 continue
             for decoder in tr.decoders:
                 for seed in study.seeds:
-                    need = [train_ids[seed]] if seed in train_ids else deps
+                    need = train_ids[seed] if seed in train_ids else deps
                     need = [*_data_dep(study, tr.data_root), *need]
                     cells.append(_transfer_cell(study, ref, i, tr, dataset, decoder, seed, need))
     return cells
@@ -175,6 +175,11 @@ def _data_dep(study: Study, data_root: str | None) -> list[str]:
     root = data_root if data_root is not None else study.data_root
     wrote = study.samples and root is not None and Path(root) == study.out / "data"
     return ["data"] if wrote else []
+
+
+def _gpus(study: Study, gpus: int | None) -> int:
+    """GPUs per job of a cell: its table's `gpus`, else the launcher's gpus_per_job."""
+    return study.launcher.gpus_per_job if gpus is None else gpus
 
 
 def _common(study: Study, data_root: str | None) -> list[str]:
@@ -208,65 +213,69 @@ def _search_cell(study: Study, deps: list[str]) -> Cell:
         tuple(argv),
         tuple(deps),
         work=search_work(args),
-        gpus=study.launcher.gpus_per_job,
+        gpus=_gpus(study, s.gpus),
     )
 
 
-def _arms(ref: Any, seed: int, controls: Sequence[str]) -> tuple[str, ...]:
-    """Checksums of the ticket and its controls for `seed` (a control equal to the ticket
-    is the ticket's run)."""
+def _arms(ref: Any, seed: int, controls: Sequence[str], unique: bool = True) -> tuple[str, ...]:
+    """Checksums of the ticket and its controls for `seed`, in that order (unique: once each,
+    as a control equal to the ticket is the ticket's run)."""
     from bench.ticket.schema import control_tickets
 
     if ref.ticket is None:
         return ()
     sums = [ref.ticket.checksum, *(t.checksum for t in control_tickets(ref.ticket, seed, controls))]
-    return tuple(dict.fromkeys(sums))
+    return tuple(dict.fromkeys(sums)) if unique else tuple(sums)
 
 
-def _train_cell(study: Study, ref: Any, seed: int, deps: list[str]) -> Cell:
+def _train_cells(study: Study, ref: Any, seed: int, deps: list[str]) -> list[Cell]:
+    """One `bench train --arm ARM` cell per arm of `seed` (the ticket and each control), so
+    the arms train at once; a control that is the ticket's network is the ticket's cell."""
     from bench.runs.classify import with_seed
     from bench.study.work import train_work
 
     p = study.pretraining
     assert p is not None
     controls = ["--controls", ",".join(study.controls)] if study.controls else []
-    argv = [
-        "bench",
-        "train",
-        p.dataset,
-        ref.model,
-        "--ticket",
-        ref.arg,
-        *controls,
-        "--seeds",
-        str(seed),
-        *_opt("--preset", p.preset),
-        *_opt("--train-limit", p.train_limit),
-        *_common(study, p.data_root),
-        *flag_args(p.flags),
-    ]
-    args, (_, base) = _checked(argv, f"{study.path}: pretraining", "bench.cli.commands.train:check")
-    hp = with_seed(base, seed, args.epochs)
-    arms = _arms(ref, seed, study.controls)
-    match = None
-    if arms:
-        ident = {
-            "task": "classification",
-            "dataset": p.dataset,
-            "train_limit": p.train_limit,
-            "image_size": args.image_size,
-        }
-        match = Match(arms, ident, seed, _plain(hp.to_dict()))
-    n_arms = len(arms) or 1 + len(study.controls)
-    return Cell(
-        f"train/{ref.label}/s{seed}",
-        "train",
-        tuple(argv),
-        tuple(deps),
-        match,
-        train_work(args, hp, n_arms),
-        study.launcher.gpus_per_job,
-    )
+    sums = _arms(ref, seed, study.controls, unique=False)
+    cells = []
+    for k, arm in enumerate(("ticket", *study.controls)):
+        if sums and sums.index(sums[k]) < k:
+            continue  # the same network as an earlier arm: that arm's run
+        argv = [
+            "bench",
+            "train",
+            p.dataset,
+            ref.model,
+            "--ticket",
+            ref.arg,
+            *controls,
+            *(["--arm", arm] if study.controls else []),
+            "--seeds",
+            str(seed),
+            *_opt("--preset", p.preset),
+            *_opt("--train-limit", p.train_limit),
+            *_common(study, p.data_root),
+            *flag_args(p.flags),
+        ]
+        where = f"{study.path}: pretraining"
+        args, (_, base) = _checked(argv, where, "bench.cli.commands.train:check")
+        hp = with_seed(base, seed, args.epochs)
+        match = None
+        if sums:
+            ident = {
+                "task": "classification",
+                "dataset": p.dataset,
+                "train_limit": p.train_limit,
+                "image_size": args.image_size,
+            }
+            match = Match((sums[k],), ident, seed, _plain(hp.to_dict()))
+        name = f"train/{ref.label}/s{seed}" + (f"/{arm}" if study.controls else "")
+        work = train_work(args, hp, 1)
+        cells.append(
+            Cell(name, "train", tuple(argv), tuple(deps), match, work, _gpus(study, p.gpus))
+        )
+    return cells
 
 
 def _transfer_cell(
@@ -279,6 +288,9 @@ def _transfer_cell(
     seed: int,
     deps: list[str],
 ) -> Cell:
+    from bench.study.work import transfer_work
+
+    check = "bench.cli.commands.transfer:check"
     p = study.pretraining
     arms = ["--controls", ",".join(study.controls)] if study.controls else ["--no-controls"]
     opts = [a for k, v in tr.opt.items() for a in ("--opt", f"{k}={_text(v)}")]
@@ -302,7 +314,12 @@ def _transfer_cell(
         *_common(study, tr.data_root),
         *flag_args(tr.flags),
     ]
-    _checked(argv, f"{study.path}: transfer[{i}]", "bench.cli.commands.transfer:check")
+    args, options = _checked(argv, f"{study.path}: transfer[{i}]", check)
+    sample, gpus = bool(_data_dep(study, tr.data_root)), _gpus(study, tr.gpus)
+    try:
+        work = transfer_work(args, options.get(tr.task, {}), sample, gpus)
+    except BenchError as e:
+        raise BenchError(f"{study.path}: transfer[{i}]: {e}") from None
     sums = _arms(ref, seed, study.controls)
     ident: dict[str, Any] = {"task": tr.task, "dataset": dataset}
     match = Match(sums, ident, seed) if sums else None
@@ -313,8 +330,8 @@ def _transfer_cell(
         tuple(argv),
         tuple(deps),
         match,
-        None,
-        study.launcher.gpus_per_job,
+        None if work is None else work * (1 + len(study.controls)),
+        gpus,
     )
 
 

@@ -8,16 +8,18 @@
     tickets = ["tickets/x.json"]   # ticket files or names in tickets/
     samples = false                # first write the embedded sample data into {out}/data
     [search]                       # a search that makes one more ticket
-    dataset, model, ticket (where it is saved), preset, seed, strategy, data_root, flags
+    dataset, model, ticket (where it is saved), preset, seed, strategy, data_root, flags, gpus
     [pretraining]                  # `bench train` of every arm x seed (absent: from scratch)
-    dataset, preset, train_limit, data_root, flags
+    dataset, preset, train_limit, data_root, flags, gpus
     [[transfer]]                   # one table per task
-    task, datasets, decoders, opt, data_root, flags
+    task, datasets, decoders, opt, data_root, flags, gpus
     [leaderboard]                  format, plot, task, dataset, ticket, tolerance (%)
     [launcher]                     name (local | slurm), jobs, retries, partition,
                                    gpus_per_job, cpus_per_job, time, mem, account, sbatch
 
-`{out}` in a string stands for `out`. `flags` are any other flags of that command, as
+`gpus` in [search], [pretraining] or [[transfer]] overrides the launcher's gpus_per_job for
+those cells (a batch-1 recipe cannot be split over several processes). `{out}` in a string
+stands for `out`. `flags` are any other flags of that command, as
 {flag = value} (true: a bare flag); the plan parses every command it writes with bench's own
 parser, so a flag the command does not take is refused as well. Any problem is one
 BenchError naming the file and the key.
@@ -50,6 +52,7 @@ class Search:
     strategy: str | None = None
     data_root: str | None = None
     flags: dict[str, Scalar] = field(default_factory=dict)
+    gpus: int | None = None  # GPUs per job (None: the launcher's gpus_per_job)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Pretraining:
     train_limit: int | None = None
     data_root: str | None = None
     flags: dict[str, Scalar] = field(default_factory=dict)
+    gpus: int | None = None  # GPUs per job of these cells (None: the launcher's gpus_per_job)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Transfer:
     opt: dict[str, Scalar] = field(default_factory=dict)
     data_root: str | None = None
     flags: dict[str, Scalar] = field(default_factory=dict)
+    gpus: int | None = None  # e.g. 1 for a batch-1 recipe (CSRNet's) under a 4-GPU launcher
 
 
 @dataclass(frozen=True)
@@ -305,7 +310,9 @@ def _part(top: _Reader, key: str, read: Callable[[_Reader], Any]) -> Any:
 
 
 def _search(r: _Reader) -> Search:
-    r.only(("dataset", "model", "ticket", "preset", "seed", "strategy", "data_root", "flags"))
+    r.only(
+        ("dataset", "model", "ticket", "preset", "seed", "strategy", "data_root", "flags", "gpus")
+    )
     ticket = r.text("ticket", required=True)
     if not ticket.endswith(".json"):
         raise r.fail("ticket", f"expected a .json path, got {ticket!r}")
@@ -318,6 +325,7 @@ def _search(r: _Reader) -> Search:
         strategy=r.text("strategy", choices=catalog.STRATEGIES),
         data_root=r.text("data_root"),
         flags=r.flags(),
+        gpus=r.int("gpus"),
     )
 
 
@@ -330,13 +338,14 @@ def _model(r: _Reader, name: str) -> str:
 
 
 def _pretraining(r: _Reader) -> Pretraining:
-    r.only(("dataset", "preset", "train_limit", "data_root", "flags"))
+    r.only(("dataset", "preset", "train_limit", "data_root", "flags", "gpus"))
     return Pretraining(
         dataset=r.text("dataset", required=True, choices=catalog.CLASSIFICATION_DATASETS),
         preset=r.text("preset"),
         train_limit=r.int("train_limit", low=1),
         data_root=r.text("data_root"),
         flags=r.flags(),
+        gpus=r.int("gpus"),
     )
 
 
@@ -347,7 +356,7 @@ def _transfers(top: _Reader) -> list[Transfer]:
         if not isinstance(table, dict):
             raise top.fail(f"transfer[{i}]", "expected a table ([[transfer]])")
         r = _Reader(top.source, table, f"transfer[{i}].", top.out)
-        r.only(("task", "datasets", "decoders", "opt", "data_root", "flags"))
+        r.only(("task", "datasets", "decoders", "opt", "data_root", "flags", "gpus"))
         tasks = catalog.tasks()
         task = r.text("task", required=True, choices=tuple(tasks))
         datasets = r.texts("datasets", tasks[task], choices=tasks[task], nonempty=True)
@@ -356,9 +365,8 @@ def _transfers(top: _Reader) -> list[Transfer]:
             if task != "segmentation":
                 raise r.fail("decoders", f"only segmentation has decoders, not {task}")
             decoders = r.texts("decoders", choices=catalog.DECODERS, nonempty=True)
-        out.append(
-            Transfer(task, datasets, decoders, r.flags("opt"), r.text("data_root"), r.flags())
-        )
+        opt, root, flags = r.flags("opt"), r.text("data_root"), r.flags()
+        out.append(Transfer(task, datasets, decoders, opt, root, flags, r.int("gpus")))
     return out
 
 

@@ -1,5 +1,6 @@
 """A cell's work in images processed (epochs x images, every arm), from the hparams its
-command resolves to (the commands' own code) and the datasets' official split sizes.
+command resolves to (the commands' own code) and the datasets' official split sizes; a
+transfer cell's from its task's `work` hook.
 
 The plan reads no data, so the image counts are the official datasets': the train split
 minus the protocol's held-out split (or --heldout), cut to --train-limit. A data folder that
@@ -36,6 +37,23 @@ def train_work(args: argparse.Namespace, hp: Any, arms: int) -> int | None:
     """Epochs x images of every arm of one `bench train` seed."""
     images = train_images(args.dataset, args.heldout, args.train_limit)
     return None if images is None else hp.epochs * images * arms
+
+
+def transfer_work(
+    args: argparse.Namespace, options: dict[str, Any], sample: bool, gpus: int
+) -> int | None:
+    """Images one arm of a `bench transfer` cell trains on: the task's own `work` hook
+    (bench.runs.task_options.WorkQuery), None where the task declares none."""
+    from pathlib import Path
+
+    from bench.runs.task_options import WorkQuery, task_options
+
+    hook = task_options(args.task).work
+    if hook is None or args.dataset is None:
+        return None
+    root = None if args.data_root is None else Path(args.data_root)
+    q = WorkQuery(args.dataset, options, args.epochs, args.iters, root, sample, max(gpus, 1))
+    return hook(q)
 
 
 def search_work(args: argparse.Namespace) -> int | None:

@@ -9,7 +9,8 @@ Unset (always, outside tests) a kill point costs two dict lookups.
 Points: "train.step" (after an optimizer step of the engine), "seg.iter" (after an
 mmengine training iteration), "search.step" (after a search round is logged, before its
 checkpoint), "density.map" (after a density map is computed, before its
-cache file is written) and "write:FILE" (an atomic write of FILE whose temporary file is
+cache file is written), "decoded.batch" (after a batch of a decode-once cache is written
+into its temporary array) and "write:FILE" (an atomic write of FILE whose temporary file is
 complete but not yet renamed into place).
 """
 

@@ -10,7 +10,7 @@ import dataclasses
 
 from bench.cli.args import check_heldout
 from bench.engine.hparams import PRESETS, HParams, hparam
-from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.runs.task_options import OptionGroup, TaskOptions, WorkQuery
 from bench.util.errors import BenchError
 
 
@@ -43,9 +43,22 @@ class ClassificationOptions(HParams):
             raise BenchError(f"train_limit {self.train_limit}: expected >= 1")
 
 
+def work(q: WorkQuery) -> int | None:
+    """Images one arm trains on: the preset's epochs (or --epochs) x the train split minus
+    the held-out split, cut to train_limit (the official split sizes)."""
+    from bench.engine.hparams import preset_for
+    from bench.study.work import train_images
+
+    o = ClassificationOptions.from_dict(dict(q.options))
+    images = train_images(q.dataset, o.heldout, o.train_limit)
+    epochs = q.epochs or PRESETS.get(preset_for(o.preset or "auto", q.dataset)).epochs
+    return None if images is None else epochs * images
+
+
 OPTIONS = TaskOptions(
     "classification",
     (OptionGroup(ClassificationOptions),),
     adapter="tasks.classification.task",
     datasets=("fashion-mnist", "cifar10", "cifar100", "imagenet"),
+    work=work,
 )

@@ -168,6 +168,18 @@ def image_shape(path: Path) -> tuple[int, int]:
     return h, w
 
 
+def validation_count(n: int, fraction: float) -> int:
+    """Images `carve_validation` moves from n training images to validation."""
+    return min(max(1, round(fraction * n)), n - 1)
+
+
+def count_images(img_dir: Path) -> int:
+    """Image files in a folder, as `list_split` finds them (0 when it does not exist)."""
+    if not img_dir.is_dir():
+        return 0
+    return sum(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in img_dir.iterdir())
+
+
 def carve_validation(
     samples: list[Sample], fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
@@ -182,7 +194,7 @@ def carve_validation(
         raise BenchError(
             f"{len(samples)} training image(s): need at least 2 to carve a validation split"
         )
-    n_val = min(max(1, round(fraction * len(samples))), len(samples) - 1)
+    n_val = validation_count(len(samples), fraction)
 
     def rank(s: Sample) -> bytes:
         return hashlib.sha256(f"{seed}:{s.name}".encode()).digest()

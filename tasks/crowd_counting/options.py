@@ -15,15 +15,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.engine.hparams import HParams, TrainHParams, hparam
-from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.engine.hparams import HParams, TrainHParams, check_batch_split, hparam
+from bench.runs.task_options import OptionGroup, TaskOptions, WorkQuery
 from bench.util.errors import BenchError, check_all
+from bench.util.paths import default_data_root
 from bench.util.registry import Registry
 from tasks.crowd_counting import LAYOUTS
 
 if TYPE_CHECKING:
     from tasks.crowd_counting.density import DensitySpec
 
+# Training images of the official release (Zhang et al. 2016), before the validation carve.
+OFFICIAL_TRAIN = {"shanghaitech-a": 300, "shanghaitech-b": 400}
 # paper.md: Part A geometry-adaptive kernels, Part B a fixed sigma of 15.
 PAPER_KERNEL = {"shanghaitech-a": "adaptive", "shanghaitech-b": "fixed"}
 ITERS_NOTE = "--iters N runs ceil(N / steps_per_epoch) epochs: at least N optimizer steps"
@@ -154,6 +157,29 @@ class ProtocolChoice(HParams):
     )
 
 
+def work(q: WorkQuery) -> int:
+    """Images one arm trains on: epochs x (train minus validation) x crops per image.
+
+    The train images are counted in the part's folder where it exists, else the bundled
+    sample's or the official release's count; the protocol resolves as the run's does."""
+    from tasks.crowd_counting.data import count_images, part_candidates, validation_count
+    from tasks.crowd_counting.sample import TRAIN_TILES, is_sample
+
+    root = Path(q.data_root) if q.data_root is not None else default_data_root()
+    parts = part_candidates(root, q.dataset[-1].upper())
+    part = next((p for p in parts if (p / "train_data").is_dir()), parts[0])
+    opts = dict(q.options)
+    sample = q.sample or is_sample(part)
+    if sample and opts.get("protocol", AUTO_PROTOCOL) == AUTO_PROTOCOL:
+        opts["protocol"] = "short"  # what auto resolves to once the sample is written
+    _, hp, crowd = resolve(opts, part)
+    n = count_images(part / "train_data" / "images")
+    n = n or (TRAIN_TILES if sample else OFFICIAL_TRAIN[q.dataset])
+    n_train = (n - validation_count(n, crowd.val_fraction)) * crowd.crops_per_image
+    hp = apply_length(hp, q.epochs, q.iters, steps_per_epoch(n_train, hp.batch_size, q.processes))
+    return hp.epochs * n_train
+
+
 OPTIONS = TaskOptions(
     "crowd_counting",
     (
@@ -183,6 +209,7 @@ OPTIONS = TaskOptions(
     ],
     recipes_title="crowd counting protocols (bench transfer --opt protocol=NAME; auto: short "
     "on the bundled sample, csrnet otherwise)",
+    work=work,
 )
 
 
@@ -219,6 +246,7 @@ def resolve(
 
 def steps_per_epoch(n_samples: int, batch_size: int, world_size: int) -> int:
     """Optimizer steps per epoch of the engine's loader (bench.engine.loop.train)."""
+    check_batch_split(batch_size, world_size)
     per_rank = math.ceil(n_samples / world_size)
     batch = batch_size // world_size
     steps = math.ceil(per_rank / batch)

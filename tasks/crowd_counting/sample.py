@@ -33,6 +33,7 @@ from bench.util.io import atomic_write_json
 STARDIST_VERSION = "0.9.2"
 MARKER = "ticketbench-sample.json"
 GRID = 4  # 4 x 4 tiles of the 512 x 512 image
+TRAIN_TILES = GRID * GRID - GRID  # the anti-diagonal's tiles are the test images
 
 
 def stardist_images_dir() -> Path:

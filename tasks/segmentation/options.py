@@ -8,14 +8,18 @@ a SegHParams into an mmengine Runner config.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 from bench.cli import catalog
 from bench.engine.hparams import HParams, hparam
-from bench.runs.task_options import OptionGroup, TaskOptions
+from bench.runs.task_options import OptionGroup, TaskOptions, WorkQuery
 from bench.util.errors import BenchError, check_all
 from tasks.segmentation import LAYOUTS
 
+DEFAULT_DATA_ROOT = Path("data/cityscapes")  # mmseg's default layout, relative to cwd
+# On the bundled sample, a default budget that shows the whole flow in seconds.
+SAMPLE_ITERS = 20
 # mmseg schedule_{40k,80k}.py: total iterations and the val/checkpoint interval.
 SCHEDULES: dict[str, tuple[int, int]] = {"40k": (40_000, 4_000), "80k": (80_000, 8_000)}
 
@@ -75,6 +79,9 @@ class SegHParams(HParams):
         return min(self.val_interval or SCHEDULES[self.schedule][1], self.max_iters)
 
 
+SEG_FIELDS = frozenset(f.name for f in dataclasses.fields(SegHParams))
+
+
 @dataclasses.dataclass(frozen=True)
 class SegRuntime(HParams):
     """Switches that change what a run prints or measures, not what it trains (so they are
@@ -89,6 +96,19 @@ class SegRuntime(HParams):
     with_cp: bool = hparam(
         False, "gradient checkpointing in the backbone: less memory, same outputs and BN stats"
     )
+
+
+def work(q: WorkQuery) -> int:
+    """Images one arm trains on: iterations x per-process batch x processes (--iters, else
+    SAMPLE_ITERS on the bundled sample, else the schedule's)."""
+    from tasks.segmentation.data import find_root
+    from tasks.segmentation.sample import sample_size
+
+    root = find_root(DEFAULT_DATA_ROOT if q.data_root is None else Path(q.data_root))
+    sample = q.sample or sample_size(root) is not None
+    hp = SegHParams.from_dict({k: v for k, v in q.options.items() if k in SEG_FIELDS})
+    iters = q.iters if q.iters is not None else SAMPLE_ITERS if sample else hp.max_iters
+    return iters * hp.batch_size * q.processes
 
 
 OPTIONS = TaskOptions(
@@ -107,4 +127,5 @@ OPTIONS = TaskOptions(
         (n, f"{it:,} iterations, validate every {v:,}") for n, (it, v) in SCHEDULES.items()
     ],
     recipes_title="segmentation schedules (bench transfer --opt schedule=NAME)",
+    work=work,
 )

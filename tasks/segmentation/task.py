@@ -31,18 +31,15 @@ from bench.runs.transfer import TASKS, TransferRun, TransferTask
 from bench.ticket.schema import Ticket
 from bench.util.errors import BenchError
 from tasks.segmentation.data import TRAIN_CLASSES, cityscapes_missing, find_root
-from tasks.segmentation.options import OPTIONS, SegRuntime
+from tasks.segmentation.options import DEFAULT_DATA_ROOT, OPTIONS, SAMPLE_ITERS, SegRuntime
 from tasks.segmentation.sample import sample_size
 
 TASK = "segmentation"
 DATASET = "cityscapes"
-DEFAULT_DATA_ROOT = Path("data/cityscapes")  # mmseg's default layout, relative to cwd
 RUN_KIND = "seg"
 # Options that steer the run but not its result (kept out of the run hash).
 # Not part of the run hash: they change what is printed or measured, not what is trained.
 RUNTIME_OPTIONS = tuple(f.name for f in dataclasses.fields(SegRuntime))
-# On the bundled sample, a default budget that shows the whole flow in seconds.
-SAMPLE_ITERS = 20
 # MMSegmentation's published single-scale Cityscapes val mIoU of R-50-D8 at 512x1024
 # (/work/shared/reference/paper.md): decoder -> {schedule: mIoU}. A sanity anchor only.
 MMSEG_R50_D8_MIOU = {

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> None:
     if args.action == "run":
         from bench.study.launch import run_study
 
-        print(run_study(study, launcher_of(study, args)), end="")
+        launcher = launcher_of(study, args)  # flags over the file: the plan's cells use them too
+        print(run_study(dataclasses.replace(study, launcher=launcher), launcher), end="")
         return
     from bench.study.plan import build_plan
     from bench.study.report import plan_json, plan_text, status_text

@@ -65,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train controls: full, none and random (of the ticket's density); "
         "a comma-separated subset picks some, e.g. --controls full,none",
     )
+    p.add_argument(
+        "--arm",
+        choices=ARMS,
+        default=None,
+        help="train only this arm of the ticket and its --controls (the same run as in the "
+        "whole set; a study runs one cell per arm); an arm that is the same network as an "
+        "earlier one is that one's run",
+    )
     cliargs.add_init_from_flag(p, "start from these weights (a checkpoint; loaded weights_only)")
     cliargs.add_train_limit_flag(p, "train on the first N of a seeded shuffle of the train split")
     cliargs.add_mode_flag(p)
@@ -95,13 +103,18 @@ def data_options(args: argparse.Namespace):
     )
 
 
+ARMS = ("ticket", "full", "none", "random")
+
+
 def check(args: argparse.Namespace):
     """(preset name, hparams) from the flags, and every cheap check, before heavy imports."""
     from bench.engine.hparams import PRESETS, hparams_from_args, preset_for
 
     if args.iters is not None:
         raise BenchError("bench train counts epochs: use --epochs, not --iters")
-    cliargs.control_kinds(args.controls)
+    kinds = cliargs.control_kinds(args.controls)
+    if args.arm not in (None, "ticket", *kinds):
+        raise BenchError(f"--arm {args.arm}: not among the arms (ticket, {', '.join(kinds)})")
     check_preset(args.preset, "--preset")
     preset = preset_for(args.preset, args.dataset)
     base = hparams_from_args(args, PRESETS.get(preset))
@@ -129,6 +142,9 @@ def run(args: argparse.Namespace) -> None:
             tickets = [ticket, *control_tickets(ticket, seed, kinds)]
             # A control equal to the ticket (e.g. random at density 1) is the same run.
             unique = {t.checksum: t for t in reversed(tickets)}
+            if args.arm is not None:
+                arm = tickets[["ticket", *kinds].index(args.arm)]
+                tickets = [unique[arm.checksum]]
             hp = with_seed(base, seed, args.epochs)
             cell = {"out_root": args.out, "data": data, "device": str(device), "init": init}
             for t in [t for t in tickets if unique.get(t.checksum) is t]:
