@@ -8,8 +8,9 @@ module imports one that imports it back, tests/test_layout.py checks it):
   ticket/  ticket files: schema, load/validate/save, checksum, description
   data/    image-classification readers, transforms, batch augmentation, held-out split
   engine/  hparams, run directories, checkpoints, schedules, torchrun, the train loop
-  cost/    FLOP rules, counts, the side-by-side latency session and its store
+  cost/    FLOP rules, counts, the interleaved-round timer, latency sessions and their store
   search/  supernet training, candidate scoring, strategies, the searched ticket
   runs/    the one run-and-score path, records, pretrained inits, the task contract
-  cli/     the `bench` command line: argument types, catalog of names, plugins, commands
+  cli/     the `bench` command line: argument types, catalog of names, plugins, logging
+           set-up, commands
 """

@@ -1,13 +1,14 @@
 """The benchmark harness: sides timed interleaved in one process, figures taken per round.
 
 A comparison times every side once per round, in an order shuffled by a fixed seed, after
-warm-up rounds; a figure (e.g. "ticket is x times as fast as full") is computed from the
-times of one round, so drifts in machine load hit both sides of a ratio alike. Within a
-round a side is called back to back often enough to run at least `min_time` (a count
-calibrated once after warm-up, the same for every side of a comparison where their speeds
-allow: repeat_counts), and its figure is the time per call. Reported: the median of the
-per-round figures, their spread (least to greatest per-round value: where single rounds
-fall) and the distribution-free ~95% confidence interval of that median (bench.cost.table's
+warm-up rounds (bench.cost.rounds, the one interleaved timer, shared with the cost table);
+a figure (e.g. "ticket is x times as fast as full") is computed from the times of one
+round, so drifts in machine load hit both sides of a ratio alike. Within a round a side is
+called back to back often enough to run at least `min_time` (a count calibrated once after
+warm-up, the same for every side of a comparison where their speeds allow: repeat_counts),
+and its figure is the time per call. Reported: the median of the per-round figures, their
+spread (least to greatest per-round value: where single rounds fall) and the
+distribution-free ~95% confidence interval of that median (bench.cost.table's
 order-statistic rule; with 7 or 8 rounds, min to max; from 9 rounds the extremes fall
 outside): the narrower claim of where the median of runs like this one lies.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import math
-import random
 import statistics
 import sys
 import time
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from bench.cost.rounds import interleaved_rounds, timed, warm_up
 
 __all__ = [
     "Comparison",
@@ -258,22 +260,12 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn: Callable[[], Any], number: int) -> float:
-    """Seconds per call of `number` back-to-back calls."""
-    _sync()
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    _sync()
-    return (time.perf_counter() - t0) / number
-
-
 def calibrate(fn: Callable[[], Any], min_time: float) -> float:
     """Seconds per call of `fn`, from back-to-back calls (1, 2, 4, ...) until they have
     lasted `min_time` / 2 (one call when it alone lasts that long)."""
     number, total, calls = 1, 0.0, 0
     while True:
-        total += _timed(fn, number) * number
+        total += timed(fn, number, sync=_sync) * number
         calls += number
         if total >= min_time / 2:
             return total / calls
@@ -307,20 +299,15 @@ def time_rounds(
     """Per-round seconds per call of each side, and the calls per round (repeat_counts):
     `warmup` untimed rounds, a calibration of each side (calibrate; a warm-up call may
     still pay one-off costs), then `rounds` timed ones, every side in a shuffled order."""
-    rng, keys = random.Random(seed), list(sides)
-    for _ in range(warmup):
-        for k in keys:
-            _timed(sides[k], 1)
-    number = repeat_counts({k: calibrate(sides[k], min_time) for k in keys}, min_time)
-    out: list[dict[str, float]] = []
+    warm_up(sides, warmup)
+    number = repeat_counts({k: calibrate(fn, min_time) for k, fn in sides.items()}, min_time)
     bar = tqdm(total=rounds, desc=desc, unit="round", file=sys.stderr, leave=False,
                disable=not sys.stderr.isatty())  # fmt: skip
     with bar:
-        for _ in range(rounds):
-            rng.shuffle(keys)
-            gc.collect()
-            out.append({k: _timed(sides[k], number[k]) for k in keys})
-            bar.update()
+        out = interleaved_rounds(
+            sides, lambda done: len(done) >= rounds, repeats=number, seed=seed,
+            before_round=gc.collect, sync=_sync, bar=bar,
+        )  # fmt: skip
     return out, number
 
 

@@ -45,7 +45,9 @@ def _start_and_wait(cmd: list[str], marker: str, stream: str = "stdout") -> subp
     raise AssertionError(f"{cmd} ended (rc {proc.returncode}) before {marker!r}")
 
 
-def test_a_held_run_directory_is_refused_then_taken_over(tmp_path: Path, capsys) -> None:
+def test_a_held_run_directory_is_refused_then_taken_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hp = TrainHParams(seed=7)
     holder = _start_and_wait([sys.executable, "-c", HOLD, str(tmp_path)], "held")
     try:
@@ -61,17 +63,19 @@ def test_a_held_run_directory_is_refused_then_taken_over(tmp_path: Path, capsys)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    capsys.readouterr()
-    # The holder was killed: its lock is stale and taken over.
+    caplog.clear()
+    # The holder was killed: its lock is stale and taken over, with a warning.
     plan = prepare_run(tmp_path, "train", IDENT, hp, mode="cover")
     assert plan.path == run and plan.action == "start"
-    assert f"taking over from pid {holder.pid}" in capsys.readouterr().err
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"taking over from pid {holder.pid}" in line
     assert json.loads((run / LOCK_FILE).read_text())["pid"] == os.getpid()
     assert prepare_run(tmp_path, "train", IDENT, hp).path == run  # re-entrant
     release_run(run)
     assert (run / LOCK_FILE).read_text() == ""  # released cleanly: nothing to take over
+    caplog.clear()
     prepare_run(tmp_path, "train", IDENT, hp)
-    assert "taking over" not in capsys.readouterr().err
+    assert "taking over" not in caplog.text
     release_run(run)
 
 

@@ -1,51 +1,46 @@
-"""What exists, by name, without importing what implements it (the CLI's choices and checks).
+"""What exists, by name, for the CLI's choices and checks, without importing torch.
 
-The registries that hold the real things (bench.models.resnet.BACKBONES, bench.models.sams.SAMS,
-bench.search.strategies.STRATEGIES, bench.runs.transfer.TASKS, tasks.segmentation.configs.DECODERS,
-bench.data.datasets.DATASETS, bench.engine.rundir.MODES) import torch, timm or
-mmseg; `bench --help` and argument errors must not wait for them. tests/test_catalog.py keeps
-these names equal to the registries. Once a registry's module is loaded (e.g. a plugin
-imported by `bench --import` registered a SAM in it), its live names are used instead.
+Most names are read from their registries, which are light: backbones and sharing modes
+(bench.models.backbones), SAMs (bench.models.sams; a factory imports its module when
+called), run modes (bench.engine.runfiles), tasks and their datasets (the tasks' light
+options modules). Three are copies, because their registries live with what they register
+and that imports torch or mmseg: STRATEGIES (bench.search.strategies.STRATEGIES),
+CLASSIFICATION_DATASETS (bench.data.datasets.DATASETS) and DECODERS
+(tasks.segmentation.configs.DECODERS, a task's: bench/ may not import it). `bench --help`
+and argument errors must not wait for those; tests/test_catalog.py holds each copy equal
+to its registry, and a loaded decoder registry is used instead of its copy.
 """
 
 from __future__ import annotations
 
 import sys
 
+from bench.engine.runfiles import MODES  # noqa: F401  (re-exported: the CLI's choices)
+from bench.models.backbones import BACKBONES
+from bench.models.backbones import SHARING_MODES as SHARING  # noqa: F401  (re-exported)
 from bench.models.names import split_model
+from bench.models.sams import SAMS
 from bench.report import FORMATS  # noqa: F401  (re-exported: the CLI's choices)
 
-BACKBONES = (
-    "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet164",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-)  # fmt: skip
-SAMS = ("se", "cbam", "eca", "gc", "srm", "sge", "simam", "gct", "dia")
 STRATEGIES = ("reinforce", "random", "greedy", "evolution")
 # The core classification datasets (bench.data.datasets.DATASETS): train and search.
 CLASSIFICATION_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 DECODERS = ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet")
-MODES = ("new", "cover")
-SHARING = ("block", "stage")
-
-
-def _live(module: str, attr: str, static: tuple[str, ...]) -> tuple[str, ...]:
-    """The registry's names if its module is already imported, else the static list (sorted
-    either way, as registries list them)."""
-    mod = sys.modules.get(module)
-    registry = getattr(mod, attr, None) if mod is not None else None
-    return tuple(sorted(registry if registry is not None else static))
 
 
 def sam_names() -> tuple[str, ...]:
-    return _live("bench.models.sams", "SAMS", SAMS)
+    """Every registered SAM, plugins' included (sorted)."""
+    return tuple(SAMS)
 
 
 def backbone_names() -> tuple[str, ...]:
-    return _live("bench.models.resnet", "BACKBONES", BACKBONES)
+    return tuple(BACKBONES)
 
 
 def decoder_names() -> tuple[str, ...]:
-    return _live("tasks.segmentation.configs", "DECODERS", DECODERS)
+    """The decoder registry's names once its module is loaded, else the copy (sorted)."""
+    live = getattr(sys.modules.get("tasks.segmentation.configs"), "DECODERS", None)
+    return tuple(sorted(DECODERS if live is None else live))
 
 
 def check_model(name: str, *, need_sam: bool = True) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from bench.util.errors import BenchError, one_line
 
+_log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "ticketbench.sams"
 
 
@@ -52,6 +54,7 @@ def import_plugin(spec: str) -> None:
         raise
     except Exception as e:  # a plugin's own failure, reported as one line naming it
         raise BenchError(f"--import {spec}: {one_line(e)}") from None
+    _log.debug(f"imported {spec}")
 
 
 def load_entry_points() -> None:
@@ -69,6 +72,7 @@ def load_entry_points() -> None:
                              f"{one_line(e)}") from None  # fmt: skip
         if callable(obj) and ep.name not in SAMS:
             SAMS.register(ep.name)(obj)
+        _log.debug(f"loaded entry point {ep.name} = {ep.value}")
 
 
 def load_plugins(modules: Sequence[str]) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import math
 import platform
-import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.cost.measure import Cost, count_flops, count_params, device_name
+from bench.cost.rounds import Round, interleaved_rounds, warm_up
 from bench.util.fingerprint import value_sha256
 from bench.util.io import atomic_write_json, read_json
 from bench.util.progress import show_progress
@@ -144,35 +145,25 @@ def measure_session(
     for m in models.values():
         m.eval()
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    rng, keys = random.Random(seed), list(models)
-    ordered: dict[str, list[float]] = {k: [] for k in keys}
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    ci = {k: math.inf for k in keys}
+    sides = {k: functools.partial(m, x) for k, m in models.items()}
+    # Each model's times kept sorted as they come: the CI is then two lookups per round.
+    ordered: dict[str, list[float]] = {k: [] for k in models}
+    ci = dict.fromkeys(models, math.inf)
     bar = tqdm(desc=desc, unit="round", file=sys.stderr, disable=not show_progress(progress))
     start = time.perf_counter()
+
+    def until(rounds: list[Round]) -> bool:
+        for k, seconds in rounds[-1].items():
+            bisect.insort(ordered[k], seconds * 1e3)
+        ci.update({k: median_ci_rel(v)[1] for k, v in ordered.items()})
+        bar.set_postfix(worst_ci=f"{max(ci.values()):.1%}", refresh=False)
+        return len(rounds) >= min_rounds and (
+            max(ci.values()) <= tolerance or time.perf_counter() - start >= time_cap_s
+        )
+
     try:
-        for _ in range(warmup):
-            for m in models.values():
-                m(x)
-        sync()
-        rounds = 0
-        while True:
-            rng.shuffle(keys)
-            for k in keys:
-                t0 = time.perf_counter()
-                models[k](x)
-                sync()
-                times[k].append((time.perf_counter() - t0) * 1e3)
-                # Kept sorted as they come: the CI is then two lookups per round.
-                bisect.insort(ordered[k], times[k][-1])
-            rounds += 1
-            ci = {k: median_ci_rel(v)[1] for k, v in ordered.items()}
-            bar.update()
-            bar.set_postfix(worst_ci=f"{max(ci.values()):.1%}", refresh=False)
-            if rounds >= min_rounds and (
-                max(ci.values()) <= tolerance or time.perf_counter() - start >= time_cap_s
-            ):
-                break
+        warm_up(sides, warmup)
+        rounds = interleaved_rounds(sides, until, seed=seed, sync=sync, bar=bar)
     finally:
         bar.close()
         for k, m in models.items():
@@ -180,10 +171,10 @@ def measure_session(
     return Timing(
         median_ms={k: median_ci_rel(v)[0] for k, v in ordered.items()},
         ci_rel=ci,
-        rounds=rounds,
+        rounds=len(rounds),
         seconds=time.perf_counter() - start,
         tolerance=tolerance,
-        times_ms=times,
+        times_ms={k: [r[k] * 1e3 for r in rounds] for k in models},
     )
 
 

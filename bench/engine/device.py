@@ -17,6 +17,7 @@ CUBLAS_WORKSPACE_CONFIG before CUDA starts (cuBLAS reads that variable only then
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -34,6 +35,7 @@ __all__ = [
     "set_deterministic",
 ]
 
+_log = logging.getLogger(__name__)
 AUTO = "auto"
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 CUBLAS_WORKSPACE = ":4096:8"  # the setting NVIDIA documents for deterministic cuBLAS
@@ -90,4 +92,5 @@ def select_device(name: str = AUTO, *, deterministic: bool = False) -> torch.dev
     if device.type == "cuda":
         torch.cuda.init()
         torch.cuda.set_device(device)
+    _log.debug(f"device {device} (asked for {name})")
     return device

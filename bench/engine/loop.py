@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import sys
 import time
@@ -81,6 +82,7 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+_log = logging.getLogger(__name__)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _EVAL_SUBSET_SEED = 20240607  # which items --eval-limit keeps: the same in every run
 _SYNC_EVERY = 8  # under torchrun, ranks agree on a time-based checkpoint every 8 steps
@@ -88,10 +90,6 @@ _SYNC_EVERY = 8  # under torchrun, ranks agree on a time-based checkpoint every 
 
 class Diverged(BenchError):
     """The training loss became NaN or infinite: the run failed (nothing of it is saved)."""
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def epoch_seed(seed: int, epoch: int, stream: str = "loader") -> int:
@@ -204,7 +202,7 @@ def evaluate_sums(
     input (a batch's first item) on `device` under autocast. distributed (default: whether
     a process group is active): each rank scores a strided shard and the sums are
     all-reduced, so the result equals the single-process one; every rank must call it then.
-    `progress`: a bar on stderr (None: when stderr is a terminal; rank 0 only).
+    `progress`: a bar on stderr (None: show_progress decides; rank 0 only).
     `loaders`: the run's EvalLoaders (default: a loader for this call only).
     """
     info = dist_info()
@@ -765,7 +763,7 @@ def train(
     Raises `Diverged` when the loss stops being finite.
     """
     objective, device, info = objective or Objective(), torch.device(device), dist_info()
-    say: Log = (log or _stderr) if info.is_main else (lambda _msg: None)
+    say: Log = (log or _log.info) if info.is_main else (lambda _msg: None)
     if select_on is not None and select_on not in eval_sets:
         raise BenchError(f"select_on {select_on!r} is not an eval set ({', '.join(eval_sets)})")
     if hp.batch_size % info.world_size:

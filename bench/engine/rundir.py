@@ -37,6 +37,7 @@ import dataclasses
 import datetime
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sys
@@ -58,6 +59,7 @@ from bench.engine.runfiles import (  # noqa: F401  (re-exported: the run layout)
     LATEST_FILE,
     LOCK_FILE,
     METRICS_FILE,
+    MODES,
     PREVIOUS_FILE,
     RESULT_FILE,
     RUN_KIND,
@@ -94,7 +96,7 @@ __all__ = [
     "run_hash",
 ]
 
-MODES = ("new", "cover")
+_log = logging.getLogger(__name__)
 
 
 def run_hash(identity: dict[str, Any], hparams: HParams) -> str:
@@ -198,11 +200,11 @@ def _lock(path: Path) -> None:
             f"{path} is in use by {holder}: wait for that run to finish, or stop it"
         ) from None
     except OSError as e:  # a filesystem without locks: go on, as before locks existed
-        print(f"note: cannot lock {path} ({e.strerror}); not guarded against a second "
-              "process", file=sys.stderr)  # fmt: skip
+        _log.warning(f"note: cannot lock {path} ({e.strerror}); not guarded against a second "
+                     "process")  # fmt: skip
     if (old := _holder(fd)) and old.get("pid") != os.getpid():
-        print(f"note: {path}: taking over from {_describe(old)}, which did not release it "
-              "(killed?)", file=sys.stderr)  # fmt: skip
+        _log.warning(f"note: {path}: taking over from {_describe(old)}, which did not release "
+                     "it (killed?)")  # fmt: skip
     since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     me = {"pid": os.getpid(), "host": HOST, "since": since, "argv": sys.argv[:1]}
     os.ftruncate(fd, 0)
@@ -264,7 +266,7 @@ def _plan_here(
         return RunPlan(path, "skip")
     if removed := remove_stale_temps(path, any_writer=True):
         names = ", ".join(p.name for p in removed)
-        print(f"note: removed what a killed write left in {path}: {names}", file=sys.stderr)
+        _log.warning(f"note: removed what a killed write left in {path}: {names}")
     if meta.is_file():
         try:
             old = read_json(meta)
@@ -322,4 +324,5 @@ def prepare_run(
     if isinstance(outcome, BenchError):
         raise outcome
     assert outcome is not None
+    _log.debug(f"{outcome.action} {outcome.path} (mode {mode}; identity {identity})")
     return outcome

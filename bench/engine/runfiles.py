@@ -16,6 +16,8 @@ DAMAGED_DIR = "damaged"
 RESULT_FILE = "result.json"
 LOCK_FILE = "run.lock"
 HASH_LENGTH = 12  # hex digits of sha256: 48 bits, ample for one user's runs
+# What a run directory that exists already becomes (bench.engine.rundir.prepare_run).
+MODES = ("new", "cover")
 
 RUN_KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _RUN_NAME = re.compile(rf"({RUN_KIND.pattern})_([0-9a-f]{{{HASH_LENGTH}}})")

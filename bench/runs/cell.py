@@ -6,13 +6,13 @@ look up costs (measured side by side with the full and none networks) -> write
 result.json, then the record.
 
 A task supplies a `Cell`: its identity, how it trains and selects (`fit`), how it scores
-(`score`) and the network whose cost it reports (`cost_model`). Status lines go to
-stderr; the record is what callers print.
+(`score`) and the network whose cost it reports (`cost_model`). Status lines go to this
+module's logger; the record is what callers print.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -35,10 +35,7 @@ from bench.ticket.schema import Ticket
 from bench.util.errors import DataError
 from bench.util.io import atomic_write_json, read_json
 
-
-def say(msg: str) -> None:
-    """A status line (stderr: stdout carries results)."""
-    print(msg, file=sys.stderr, flush=True)
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -184,12 +181,12 @@ def _run_planned(
     if plan.action == "skip":
         record = read_json(plan.result_path)
         if info.is_main:
-            say(f"finished already: {plan.path} (use --mode cover to rerun)")
+            _log.info(f"finished already: {plan.path} (use --mode cover to rerun)")
             _write(out_root, record)  # the record may have been removed since
         return record
     if info.is_main:
         verb = "resuming" if plan.action == "resume" else "starting"
-        say(f"{verb} {cell.ticket.name} on {cell.task}/{cell.dataset} (seed {cell.seed}, "
+        _log.info(f"{verb} {cell.ticket.name} on {cell.task}/{cell.dataset} (seed {cell.seed}, "
             f"{init.describe()}): {plan.path}")  # fmt: skip
     try:
         fitted = cell.fit(plan, init, device)
@@ -241,7 +238,7 @@ def _cell_record(cell: Cell, plan: RunPlan, value: float | None, **rest: Any) ->
 def _failed(cell: Cell, plan: RunPlan, out_root: Path, reason: str) -> dict[str, Any]:
     """The failed record of a run that diverged or met an unreadable data file (no
     result.json: a rerun tries again)."""
-    say(f"FAILED {cell.ticket.name} on {cell.task}/{cell.dataset}: {reason}")
+    _log.warning(f"FAILED {cell.ticket.name} on {cell.task}/{cell.dataset}: {reason}")
     record = _cell_record(
         cell,
         plan,

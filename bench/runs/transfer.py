@@ -16,6 +16,8 @@ from bench.runs.pretrained import SCRATCH, Init
 from bench.ticket.schema import Ticket
 from bench.util.registry import Registry
 
+_FROM_CELL = ("metric", "higher_is_better")  # what a task that runs a Cell reads from it
+
 
 @dataclass(frozen=True)
 class TransferRun:
@@ -35,15 +37,30 @@ class TransferRun:
 
 
 class TransferTask(ABC):
-    """A task adapter: its datasets, its metric and direction, and how to run a cell."""
+    """A task adapter: its datasets, its metric and direction, and how to run a cell.
+
+    A task whose `run` runs a Cell (bench.runs.cell) names it in `cell`, and the cell's
+    `metric` and `higher_is_better` are the task's (declared once; a second declaration on
+    the task is refused). A task that writes its records another way declares them here.
+    """
 
     name: ClassVar[str]
     datasets: ClassVar[tuple[str, ...]]
+    cell: ClassVar[type | None] = None  # a bench.runs.cell.Cell subclass (cell imports this)
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     # Which of --epochs / --iters the task counts its training in ("both": it maps one
     # onto the other). `--task all` hands each task only the flag it counts in.
     budget_unit: ClassVar[str] = "both"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.cell is None:
+            return
+        for name in _FROM_CELL:
+            if name in vars(cls):
+                raise TypeError(f"{cls.__name__}.{name}: its cell {cls.cell.__name__} says it")
+            setattr(cls, name, getattr(cls.cell, name))
 
     @abstractmethod
     def missing(self, dataset: str, data_root: Path | None) -> str | None:

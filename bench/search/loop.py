@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +52,7 @@ __all__ = [
     "search_loop",
 ]
 
+_log = logging.getLogger(__name__)
 STATE_FILE = "search_state.pt"
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
@@ -189,7 +190,7 @@ def search_loop(
     Every rank calls this under torchrun; rank 0 writes the files.
     """
     info = dist_info()
-    say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if info.is_main else None
+    say = (log or _log.info) if info.is_main else None
     loop = _Loop(strategy, evaluator, reward, hp, Path(run_dir), dict(meta or {}))
     loop.segment_start = time.perf_counter() if segment_start is None else segment_start
     loop.resume_or_start(say)

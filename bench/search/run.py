@@ -14,7 +14,7 @@ records them) and the search's (each up to its last checkpoint, see bench.search
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -65,6 +65,8 @@ __all__ = [
     "run_search",
 ]
 
+_log = logging.getLogger(__name__)
+
 
 def config_hash(strategy: str, preset: SearchPreset) -> str:
     """12 hex digits of sha256 over the strategy and every hparam of the three records."""
@@ -89,10 +91,6 @@ def recalibration_batches(train_set: Dataset, batches: int, batch_size: int) -> 
         torch.manual_seed(derived_seed(0, "bn-recalib-augment"))
         xs = torch.stack([train_set[int(i)][0] for i in idx])
     return [b for b in xs.split(batch_size) if len(b) > 1]  # BN in train mode needs 2+
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _default_name(model: str, dataset: str, strategy: str, sharing: str, seed: int) -> str:
@@ -147,9 +145,9 @@ def run_search(
     supernet's seed is the preset's, so every search seed shares it. Every setting is
     checked (`SearchConfig.resolve`) before any data is read or anything trains.
     `run_search(dataset, model, **settings)` builds the config from SearchConfig's fields.
-    log: where messages go (default stderr); progress: bars (default: on a terminal).
-    stop_after_steps stops the search like a kill after that many rounds (tests): the ticket
-    is then None. Call it on every rank under torchrun; rank 0 writes.
+    log: where status lines go (default: this module's logger); progress: bars (default: on a
+    terminal). stop_after_steps stops the search like a kill after that many rounds (tests):
+    the ticket is then None. Call it on every rank under torchrun; rank 0 writes.
     """
     if isinstance(config, SearchConfig):
         if model is not None or settings:
@@ -160,7 +158,7 @@ def run_search(
     setup = cfg.resolve()  # bad settings fail here, before any data or training
     device = select_device(cfg.device, deterministic=cfg.deterministic)
     init_distributed(device)
-    say = log or _stderr
+    say = log or _log.info
     quiet = say if dist_info().is_main else (lambda _m: None)
     inputs = _prepare_inputs(cfg, setup, device, quiet, progress)
     segment_start = time.perf_counter()  # the supernet keeps its own time

@@ -169,7 +169,7 @@ def ean_to_mask(codes: Sequence[int], sizes: Sequence[int]) -> tuple[int, ...]:
 
 # ---- building ----------------------------------------------------------------------------
 def model_slots(backbone: str) -> tuple[str, ...]:
-    from bench.models.resnet import BACKBONES
+    from bench.models.backbones import BACKBONES
 
     return BACKBONES.get(backbone).slot_ids
 
@@ -334,7 +334,7 @@ def _nesting(text: str) -> int:
 
 def validate(data: Any, *, source: str) -> Ticket:
     """Check a parsed ticket dict field by field and return the Ticket."""
-    from bench.models.resnet import BACKBONES, SHARING_MODES
+    from bench.models.backbones import BACKBONES, SHARING_MODES
     from bench.models.sams import SAMS
 
     def fail(fieldname: str, msg: str) -> BenchError:

@@ -45,5 +45,6 @@ def kill_point(name: str) -> None:
     if _reached(ENV_KILL_AT, name):
         os.kill(os.getpid(), signal.SIGKILL)
     if _reached(ENV_PAUSE_AT, name):
+        # A print, not a log line: tests wait for it, whatever `bench -q` says.
         print(f"paused at {name}", file=sys.stderr, flush=True)
         time.sleep(600)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 
 def show_progress(progress: bool | None) -> bool:
-    """Progress bars only on a terminal, unless the caller says."""
-    return progress if progress is not None else sys.stderr.isatty()
+    """Progress bars only on a terminal and where status lines show (not under `bench -q`),
+    unless the caller says."""
+    if progress is not None:
+        return progress
+    return sys.stderr.isatty() and logging.getLogger("bench").isEnabledFor(logging.INFO)

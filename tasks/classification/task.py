@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from bench.data.datasets import DATASETS, load_splits
 from bench.engine import PRESETS
 from bench.engine.hparams import preset_for
-from bench.runs.classify import HEAD, DataOptions, train_cell, with_seed
+from bench.runs.classify import HEAD, ClassificationCell, DataOptions, train_cell, with_seed
 from bench.runs.transfer import TASKS, TransferRun, TransferTask
 from bench.util.errors import BenchError
 from tasks.classification.options import OPTIONS
@@ -20,8 +20,7 @@ class Classification(TransferTask):
 
     name: ClassVar[str] = "classification"
     datasets: ClassVar[tuple[str, ...]] = OPTIONS.datasets
-    metric: ClassVar[str] = "top1"
-    higher_is_better: ClassVar[bool] = True
+    cell: ClassVar[type] = ClassificationCell
     head: ClassVar[str] = HEAD
     eval_split: ClassVar[str] = "test"
     budget_unit: ClassVar[str] = "epochs"

@@ -9,6 +9,7 @@ The registered adapter `CrowdCounting` ("crowd_counting") runs a TransferRun as 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from bench.engine.distributed import barrier, dist_info
 from bench.engine.rundir import RunPlan
-from bench.runs.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer, say
+from bench.runs.cell import Cell, CostSpec, Fitted, Scored, engine_fit, run_transfer
 from bench.runs.pretrained import Init
 from bench.runs.transfer import TASKS, TransferRun, TransferTask
 from bench.ticket.schema import Ticket
@@ -48,6 +49,7 @@ from tasks.crowd_counting.options import (
     steps_per_epoch,
 )
 
+_log = logging.getLogger(__name__)
 TASK = "crowd_counting"
 RUN_KIND = "crowd-counting"
 HEAD = "csrnet-b"
@@ -120,8 +122,9 @@ class CrowdCell(Cell):
 
     task = TASK
     run_kind = RUN_KIND
-    metric = METRIC
-    higher_is_better = False
+    # Scored by what it selects by (MAE, lower is better): the objective declares it once.
+    metric = OBJECTIVE.metric
+    higher_is_better = OBJECTIVE.higher_is_better
     select_split = "val"
     head = HEAD
 
@@ -177,8 +180,8 @@ class CrowdCell(Cell):
         outside = sum(e.outside for es in entries.values() for e in es)
         if outside and dist_info().is_main:
             action = "clipped to the border" if self.spec.outside == "clip" else "left out"
-            say(f"note: {outside} annotated points lie outside their images ({action}; counted "
-                "in the ground truth and in the record)")  # fmt: skip
+            _log.warning(f"note: {outside} annotated points lie outside their images ({action}; "
+                         "counted in the ground truth and in the record)")  # fmt: skip
         torch.manual_seed(self.seed)  # the model's initial weights are part of the seeded run
         model = CrowdCounter(self.ticket)
         stride = model.output_stride
@@ -276,8 +279,7 @@ class CrowdCounting(TransferTask):
 
     name = TASK
     datasets = OPTIONS.datasets
-    metric = METRIC
-    higher_is_better = False
+    cell = CrowdCell
 
     def write_sample(self, data_root: Path) -> None:
         from tasks.crowd_counting.sample import ensure_sample

@@ -220,8 +220,7 @@ class SegmentationTask(TransferTask):
 
     name: ClassVar[str] = TASK
     datasets: ClassVar[tuple[str, ...]] = OPTIONS.datasets
-    metric: ClassVar[str] = "mIoU"
-    higher_is_better: ClassVar[bool] = True
+    cell: ClassVar[type] = SegCell
     budget_unit: ClassVar[str] = "iters"
 
     def write_sample(self, data_root: Path) -> None:

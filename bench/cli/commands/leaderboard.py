@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 from bench.cli import args as cliargs
 from bench.cli import catalog
+
+_log = logging.getLogger(__name__)
 
 HELP = (
     "Collect result records (from one or several output roots) into "
@@ -77,4 +79,4 @@ def run(args: argparse.Namespace) -> None:
     )
     print(text)
     for p in paths:
-        print(f"wrote {p}", file=sys.stderr)
+        _log.info(f"wrote {p}")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
-import sys
 import textwrap
 from collections.abc import Sequence
 
 from bench.cli import catalog
 from bench.cli.args import TICKET_DIR
 from bench.util.errors import BenchError
+
+_log = logging.getLogger(__name__)
 
 HELP = (
     "List what exists: models (<backbone>-<sam>), SAMs with their options, shipped tickets, "
@@ -64,7 +66,7 @@ def _models(pattern: str) -> None:
     names = list_model_names(pattern)
     print("\n".join(names))
     note = f"# {len(names)} models: <backbone>[-<sam>]; backbones: {', '.join(BACKBONES.list())}"
-    print(note, file=sys.stderr)
+    _log.info(note)
 
 
 def _sams(pattern: str) -> None:
@@ -160,7 +162,7 @@ def _tasks(pattern: str) -> None:
         text = f"{cls.metric} ({better} is better); trains by {unit}; datasets: "
         rows.append((name, text + ", ".join(cls.datasets)))
     print("\n".join(table(rows)))
-    print("# options of a task: bench list options TASK", file=sys.stderr)
+    _log.info("# options of a task: bench list options TASK")
 
 
 def _options(pattern: str) -> None:

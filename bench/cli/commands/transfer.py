@@ -9,11 +9,13 @@ the leaderboard.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from bench.cli import args as cliargs
 from bench.cli import catalog
 from bench.util.errors import BenchError, check_runs
+
+_log = logging.getLogger(__name__)
 
 HELP = (
     "Plug a ticket into a task (classification, crowd_counting, segmentation, or all whose "
@@ -174,7 +176,7 @@ def _transfer_tasks(args: argparse.Namespace):
 def _pretrained_source(args: argparse.Namespace, ticket) -> str:
     """--pretrained auto: the dataset the ticket was searched on, ImageNet for ImageNet
     backbones; otherwise the user must say."""
-    from bench.models.resnet import BACKBONES
+    from bench.models.backbones import BACKBONES
 
     if args.init_from is not None:
         if args.pretrained != "auto":
@@ -218,10 +220,6 @@ def _transfer_inits(args: argparse.Namespace, arms: list) -> tuple[dict, str]:
     return inits, source
 
 
-def _status(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> None:
     options = check(args)
     from dataclasses import replace
@@ -250,13 +248,13 @@ def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     records, skipped = [], []
     for arm, t, seeds in arms:
-        print(f"== {arm}: {t.name}", file=sys.stderr)
-        recs, skipped = transfer_all(t, replace(opts, seeds=seeds), tasks, progress=_status)
+        _log.info(f"== {arm}: {t.name}")
+        recs, skipped = transfer_all(t, replace(opts, seeds=seeds), tasks, progress=_log.info)
         if args.task != "all" and not recs:  # the one thing asked for cannot run
             raise BenchError(skipped[0][2] if skipped else f"{args.task}: nothing to run")
         records += recs
     text, paths = report(records, skipped, args.out, fmt=args.format, plot=args.plot)
     print(text)
     for p in paths:
-        print(f"wrote {p}", file=sys.stderr)
+        _log.info(f"wrote {p}")
     check_runs(records)
