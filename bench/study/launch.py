@@ -25,7 +25,9 @@ from bench.study.report import state_line
 from bench.study.schema import Launcher, Study
 from bench.study.state import CellState, cell_dir, plan_states
 from bench.util.errors import BenchError, RunsFailed
+from bench.util.progress import show_progress
 
+log = logging.getLogger(__name__)
 POLL_S = 1.0
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # a local job is never cut short
 SLURM_TIME_MIN = 60 * 24  # a cell longer than this is resubmitted and resumes
@@ -242,8 +244,9 @@ def run_study(study: Study, launcher: Launcher) -> str:
         unit="cell",
         file=sys.stderr,
         dynamic_ncols=True,
+        disable=not show_progress(None),
     )
-    say = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731  (stdout: the leaderboard)
+    say = log.info  # stderr through the bench handler, around the bar (stdout: the leaderboard)
     d = _Driver(study, launcher, plan, make_executor(study, launcher, folder), say)
     if launcher.name == "local" and any(c.gpus for c in plan.cells):
         d.gpus = GpuPool(local_gpu_ids())
