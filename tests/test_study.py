@@ -137,8 +137,8 @@ def test_shipped_studies_plan_on_a_fresh_clone(study, tmp_path, capsys, monkeypa
         assert set(c["deps"]) <= set(ids[: ids.index(c["id"])])  # dependencies come first
     # One pretraining cell per arm x seed: ean-r50 2 tickets x 3 arms x 3 seeds + 2 x 4 x 3
     # transfer + leaderboard; r50-se search + 9 + 6 + 1; cifar100-r164 search + 4 arms x 3 + 1;
-    # demo data + search + 9 + 9 + 1.
-    expected = {"ean-r50": 43, "r50-se": 17, "cifar100-r164": 14, "demo": 21}
+    # demo data + search + 9 + 3 seeds x (ShanghaiTech B, Cityscapes) + 1.
+    expected = {"ean-r50": 43, "r50-se": 17, "cifar100-r164": 14, "demo": 18}
     assert len(cells) == expected[study.stem]
     assert not (tmp_path / "runs").exists()
 
@@ -154,7 +154,6 @@ def test_demo_study_is_the_demo(tmp_path):
     assert (study.search.dataset, study.search.model, study.search.preset) == (
         demo.DATASET, demo.MODEL, demo.PRESET)  # fmt: skip
     assert (study.pretraining.dataset, study.pretraining.preset) == (demo.DATASET, demo.PRESET)
-    assert study.pretraining.train_limit == demo.TRAIN_LIMIT
     assert tuple(t.task for t in study.transfer) == demo.TRANSFER_TASKS
     assert study.controls == ("full", "none") and study.seeds == (0, 1, 2)
     plan = build_plan(study)
@@ -296,9 +295,9 @@ def test_demo_study_commands_make_the_demos_runs(tmp_path):
         args = parse_command(cell.argv, cell.id)
         seed = int(cell.argv[cell.argv.index("--seeds") + 1])
         _, base = train_check(args)
-        want = replace(PRESETS.get(demo.PRESET), seed=seed, eval_limit=demo.EVAL_LIMIT)
-        assert replace(base, seed=seed) == want
-        assert data_options(args) == DataOptions(train_limit=demo.TRAIN_LIMIT)
+        flags = {"eval_limit": 1000, "eval_every": 3}  # the held-out split scored once
+        assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed, **flags)
+        assert data_options(args) == DataOptions(train_limit=1500)
     seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
     options = transfer_check(parse_command(seg.argv, seg.id))
     assert options == {"segmentation": {"log_level": "ERROR"}}
