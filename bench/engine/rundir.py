@@ -49,7 +49,6 @@ from bench.engine.checkpoint_interval import (
     CheckpointEvery,
     checkpoint_every,
 )
-from bench.engine.distributed import barrier, broadcast_object, is_main_process
 from bench.engine.hparams import HParams, nondefault
 from bench.engine.runfiles import (  # noqa: F401  (re-exported: the run layout)
     BEST_FILE,
@@ -311,6 +310,9 @@ def prepare_run(
     torchrun every rank must call this; rank 0 touches the filesystem (and holds the lock)
     and the others receive its plan (so a "cover" wipe can't race another rank's read).
     """
+    # Here, not at the top: the study's job processes take run locks without torch.
+    from bench.engine.distributed import barrier, broadcast_object, is_main_process
+
     if mode not in MODES:
         raise BenchError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     outcome: RunPlan | BenchError | None = None

@@ -28,7 +28,9 @@ from bench.util.errors import BenchError, RunsFailed
 from bench.util.progress import show_progress
 
 log = logging.getLogger(__name__)
-POLL_S = 1.0
+# Seconds between ticks: a local job is one process to look at; on SLURM every tick may ask
+# squeue about each job, so the scheduler is asked less often.
+POLL_S = {"local": 0.5, "slurm": 3.0}
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # a local job is never cut short
 SLURM_TIME_MIN = 60 * 24  # a cell longer than this is resubmitted and resumes
 GONE_POLLS = 3  # a SLURM job absent from squeue this many polls, without a result: killed
@@ -272,7 +274,7 @@ def run_study(study: Study, launcher: Launcher) -> str:
                     d.submit(cell_id)
             if not ready and all(v[0] in SETTLED + ("waiting",) for v in view.values()):
                 break  # nothing runs and nothing can start
-            time.sleep(POLL_S if d.flights or not ready else 0)
+            time.sleep(POLL_S[launcher.name] if d.flights or not ready else 0)
     finally:
         bar.close()
     return _finish(plan, view)
