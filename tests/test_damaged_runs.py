@@ -211,6 +211,16 @@ def test_a_damaged_latest_falls_back_to_previous_and_the_run_resumes_to_the_same
     assert _comparable(json.loads(_record(out).read_text())) == _comparable(lost)
 
 
+def test_a_shallow_read_takes_checkpoints_as_they_are(out: Path) -> None:
+    """deep=False (a study driver's tick) never opens a checkpoint: a cut latest.pt reads as
+    resumable there, and as damaged in the full read (the run refuses it when it starts)."""
+    run = _unfinished(out)
+    _cut(5000)(run / "latest.pt")
+    assert read_state(run).state == "damaged"
+    shallow = read_state(run, deep=False)
+    assert shallow.state == "resumable" and shallow.step is None
+
+
 def test_without_a_proven_previous_checkpoint_the_run_starts_over(out: Path, capsys) -> None:
     run = _unfinished(out)
     _cut(100)(run / "latest.pt")

@@ -336,15 +336,30 @@ def _headline(running: bool, holder, damage, result, failed, latest) -> str:
     return "resumable" if latest is not None else "new"
 
 
+def _other_files(path: Path, damage: list[Damage]) -> None:
+    """Damage in a run's other JSON files and its logs."""
+    for other in sorted(path.glob("*.json")):  # e.g. a search's ticket.json
+        if other.name not in (HPARAMS_FILE, RESULT_FILE) and (what := json_damage(other)):
+            damage.append(Damage(other, what))
+    for log in sorted(path.glob("*.jsonl")):  # metrics.jsonl, a search's episodes and steps
+        _jsonl(log, damage)
+
+
 def read_state(
-    run_dir: str | os.PathLike[str], *, lock: bool = True, records: RecordIndex | bool = True
+    run_dir: str | os.PathLike[str],
+    *,
+    lock: bool = True,
+    records: RecordIndex | bool = True,
+    deep: bool = True,
 ) -> RunState:
     """The state of run directory `run_dir` (module docstring), from its files alone.
 
     `lock`: look at the run lock (False: the caller holds it). `records`: check this run's
     record under <out>/records (the run directory's parent) too; pass one RecordIndex
-    when reading many runs of one out root, False to skip records. Never raises for what
-    is in the files; never writes.
+    when reading many runs of one out root, False to skip records. `deep=False` takes the
+    checkpoints and logs as they are without reading them (a driver that looks every
+    second; the run itself refuses damage when it starts). Never raises for what is in
+    the files; never writes.
     """
     path = Path(run_dir)
     running, holder = lock_holder(path) if lock else (False, None)
@@ -353,14 +368,17 @@ def read_state(
     result = _json_object(path / RESULT_FILE, damage)
     if result is not None and _of_other_run(path / RESULT_FILE, result, damage):
         result = None
-    checkpoints = tuple(
-        c for name in CHECKPOINTS if (c := _checkpoint(path / name, meta, damage)) is not None
-    )
-    for other in sorted(path.glob("*.json")):  # e.g. a search's ticket.json
-        if other.name not in (HPARAMS_FILE, RESULT_FILE) and (what := json_damage(other)):
-            damage.append(Damage(other, what))
-    for log in sorted(path.glob("*.jsonl")):  # metrics.jsonl, a search's episodes and steps
-        _jsonl(log, damage)
+    if deep:
+        checkpoints = tuple(
+            c for name in CHECKPOINTS if (c := _checkpoint(path / name, meta, damage)) is not None
+        )
+        _other_files(path, damage)
+    else:
+        checkpoints = tuple(
+            CheckpointInfo(path / name, None, None, None)
+            for name in CHECKPOINTS
+            if (path / name).is_file()
+        )
     index = records if isinstance(records, RecordIndex) else None
     if records is True:
         index = RecordIndex(path.parent)

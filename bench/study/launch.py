@@ -263,7 +263,7 @@ def run_study(study: Study, launcher: Launcher) -> str:
         while True:
             if d.collect():
                 d.plan = plan = build_plan(study)  # the searched ticket now exists
-            view = d.view(plan_states(plan))
+            view = d.view(plan_states(plan, deep=False))  # every tick: no checkpoint reads
             d.show(view)
             settled = sum(v[0] in SETTLED for v in view.values())
             if settled != bar.n:

@@ -47,13 +47,13 @@ def cell_dir(plan: Plan, cell: Cell) -> Path:
     return plan.study.out / "study" / plan.study.name / "cells" / slug(cell.id.replace("/", "."))
 
 
-def read_run(path: Path, failed: Mapping[str, str]) -> RunInfo:
+def read_run(path: Path, failed: Mapping[str, str], deep: bool = True) -> RunInfo:
     """The state of one run directory (bench.engine.state.read_state; `failed` maps run
     directories to the reason of their failed record). A damaged run is a failed cell whose
     reason names the file and the repair command."""
     if not path.exists():
         return RunInfo("absent")
-    st = read_state(path, records=False)
+    st = read_state(path, records=False, deep=deep)
     if st.state == "running":
         return RunInfo("running", describe_holder(st.holder or {}))
     if st.state == "finished":
@@ -72,9 +72,10 @@ class _Index:
     runs: dict[str, list[tuple[Path, dict[str, Any]]]]  # ticket checksum -> (dir, hparams.json)
     failed_dirs: dict[str, str]
     failed_cells: dict[tuple[str, str, str, int], str]  # (checksum, task, dataset, seed)
+    deep: bool = True  # read_state's: read checkpoints and logs for damage
 
     @classmethod
-    def read(cls, out: Path) -> _Index:
+    def read(cls, out: Path, deep: bool = True) -> _Index:
         runs: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
         for meta in sorted(out.glob(f"*/{HPARAMS_FILE}")):
             try:
@@ -98,7 +99,7 @@ class _Index:
                 prov.get("seed"),
             )
             failed_cells[key] = reason
-        return cls(runs, failed_dirs, failed_cells)
+        return cls(runs, failed_dirs, failed_cells, deep)
 
 
 def _records(out: Path) -> Iterable[dict[str, Any]]:
@@ -150,7 +151,7 @@ def _own(plan: Plan, cell: Cell, index: _Index) -> CellState | None:
     elif cell.match is not None:
         per_arm = [_arm_runs(index, cell, a) for a in cell.match.arms]
         runs = tuple(p for ps in per_arm for p in ps)
-        infos = [read_run(p, index.failed_dirs) for p in runs]
+        infos = [read_run(p, index.failed_dirs, index.deep) for p in runs]
         finished = {p for p, i in zip(runs, infos) if i.state == "finished"}
         if all(finished.intersection(ps) for ps in per_arm):
             return CellState("done", "", runs)
@@ -187,7 +188,7 @@ def _search_runs(plan: Plan, cell: Cell, index: _Index) -> list[Path]:
     found = []
     for path in sorted(plan.study.out.glob("search_*/ticket.json")):
         try:
-            finished = read_run(path.parent, index.failed_dirs).state == "finished"
+            finished = read_run(path.parent, index.failed_dirs, index.deep).state == "finished"
             if read_json(path).get("checksum") == mine and finished:
                 found.append(path.parent)
         except (OSError, ValueError, AttributeError):
@@ -200,12 +201,13 @@ def _started(plan: Plan, cell: Cell, index: _Index) -> str:
     if cell.match is None:
         return ""
     runs = [p for a in cell.match.arms for p in _arm_runs(index, cell, a)]
-    return " ".join(str(p) for p in runs if read_run(p, index.failed_dirs).state == "started")
+    started = [p for p in runs if read_run(p, index.failed_dirs, index.deep).state == "started"]
+    return " ".join(str(p) for p in started)
 
 
-def plan_states(plan: Plan) -> dict[str, CellState]:
-    """Every cell's state, in plan order."""
-    index = _Index.read(plan.study.out)
+def plan_states(plan: Plan, deep: bool = True) -> dict[str, CellState]:
+    """Every cell's state, in plan order (deep: read_state's; the driver looks shallow)."""
+    index = _Index.read(plan.study.out, deep)
     states: dict[str, CellState] = {}
     for cell in plan.cells:
         own = _own(plan, cell, index)
