@@ -295,9 +295,9 @@ def test_demo_study_commands_make_the_demos_runs(tmp_path):
         args = parse_command(cell.argv, cell.id)
         seed = int(cell.argv[cell.argv.index("--seeds") + 1])
         _, base = train_check(args)
-        flags = {"eval_limit": 1000, "eval_every": 3}  # the held-out split scored once
+        flags = {"batch_size": 64, "eval_limit": 1000, "eval_every": 3}
         assert replace(base, seed=seed) == replace(PRESETS.get(demo.PRESET), seed=seed, **flags)
-        assert data_options(args) == DataOptions(train_limit=1500)
+        assert data_options(args) == DataOptions(train_limit=2000)
     seg = next(c for c in plan.cells if c.kind == "transfer" and "segmentation" in c.argv)
     options = transfer_check(parse_command(seg.argv, seg.id))
     assert options == {"segmentation": {"log_level": "ERROR"}}

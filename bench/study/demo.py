@@ -3,7 +3,7 @@ and the embedded default data it runs on:
 
 1. search a ticket for resnet20-se on real Fashion-MNIST (short preset);
 2. pretrain: retrain the ticket from scratch beside its full and none controls (short
-   preset, on a 1,500-image subset) over three seeds (a t-interval on 2 degrees of
+   preset at batch 64, on a 2,000-image subset) over three seeds (a t-interval on 2 degrees of
    freedom): the classification result of each arm, and the weights it transfers from;
 3. transfer each arm from its own pretraining (transfer seed s from pretraining seed s) to
    every task with embedded sample data: crowd counting on a ShanghaiTech-format sample
