@@ -195,11 +195,13 @@ def forest(rows: Sequence[Row]) -> Figure:
     shown.sort(key=lambda r: (tuple(str(r[k]) for k in CELL_KEYS), r["ticket"]))
     tol = shown[0]["tolerance_pct"]
     multi = len({r["protocol_id"] for r in shown}) > 1
-    fig = Figure(figsize=(7.0, 1.2 + 0.32 * len(shown)), layout="constrained")
+    labels = [f"{_title([r], multi)}: {r['ticket']} (n={r['vs_full_n']})" for r in shown]
+    # Room for the longest row label beside a plot wide enough for the axis label.
+    fig_w = 5.5 + 0.055 * max(map(len, labels))
+    fig = Figure(figsize=(fig_w, 1.2 + 0.32 * len(shown)), layout="constrained")
     ax = fig.add_subplot()
     ax.axvspan(-tol, tol, color="C2", alpha=0.15, lw=0, label=f"tolerance ±{tol:g}%")
     ax.axvline(0.0, color="0.3", lw=0.8)
-    labels = []
     for y, r in enumerate(reversed(shown)):
         x, lo, hi = r["vs_full_rel"], r["vs_full_rel_lo"], r["vs_full_rel_hi"]
         color = f"C{sorted({c['dataset'] for c in shown}).index(r['dataset']) % 10}"
@@ -207,9 +209,8 @@ def forest(rows: Sequence[Row]) -> Figure:
             ax.plot(x, y, "o", mfc="white", color=color)
         else:
             ax.errorbar(x, y, xerr=[[x - lo], [hi - x]], fmt="o", color=color, capsize=3)
-        labels.append(f"{_title([r], multi)}: {r['ticket']} (n={r['vs_full_n']})")
     ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_yticklabels(labels[::-1], fontsize=7)
     ax.set_xlabel("difference vs full (% of full; + = ticket better), 95% t-interval")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
