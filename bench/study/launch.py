@@ -239,6 +239,7 @@ def run_study(study: Study, launcher: Launcher) -> str:
     from tqdm import tqdm
 
     plan = build_plan(study)
+    pool = _local_gpus(plan) if launcher.name == "local" else None
     folder = study.out / "study" / study.name / "submitit"
     bar = tqdm(
         total=len(plan.cells),
@@ -250,14 +251,7 @@ def run_study(study: Study, launcher: Launcher) -> str:
     )
     say = log.info  # stderr through the bench handler, around the bar (stdout: the leaderboard)
     d = _Driver(study, launcher, plan, make_executor(study, launcher, folder), say)
-    if launcher.name == "local" and any(c.gpus for c in plan.cells):
-        d.gpus = GpuPool(local_gpu_ids())
-        need = max(plan.cells, key=lambda c: c.gpus)
-        if need.gpus > len(d.gpus.free):
-            raise BenchError(
-                f"{need.id} needs {need.gpus} GPU(s); this machine shows "
-                f"{len(d.gpus.free)} to the local launcher (--gpus-per-job, or a table's gpus)"
-            )
+    d.gpus = pool
     jobs = launcher.jobs or (1 if launcher.name == "local" else len(plan.cells))
     try:
         while True:
@@ -278,6 +272,21 @@ def run_study(study: Study, launcher: Launcher) -> str:
     finally:
         bar.close()
     return _finish(plan, view)
+
+
+def _local_gpus(plan: Plan) -> GpuPool | None:
+    """The machine's GPUs for a local study whose cells ask for some (BenchError when a cell
+    asks for more than there are); None when no cell does."""
+    if not any(c.gpus for c in plan.cells):
+        return None
+    pool = GpuPool(local_gpu_ids())
+    need = max(plan.cells, key=lambda c: c.gpus)
+    if need.gpus > len(pool.free):
+        raise BenchError(
+            f"{need.id} needs {need.gpus} GPU(s); this machine shows {len(pool.free)} to the "
+            "local launcher (--gpus-per-job, or a table's gpus)"
+        )
+    return pool
 
 
 def _finish(plan: Plan, view: dict[str, tuple[str, str]]) -> str:
