@@ -237,44 +237,39 @@ def _train_cells(study: Study, ref: Any, seed: int, deps: list[str]) -> list[Cel
     p = study.pretraining
     assert p is not None
     controls = ["--controls", ",".join(study.controls)] if study.controls else []
+    head = ["bench", "train", p.dataset, ref.model, "--ticket", ref.arg, *controls]
+    tail = [
+        "--seeds",
+        str(seed),
+        *_opt("--preset", p.preset),
+        *_opt("--train-limit", p.train_limit),
+        *_common(study, p.data_root),
+        *flag_args(p.flags),
+    ]
+    arms = ("ticket", *study.controls)
+
+    def argv(arm: str) -> tuple[str, ...]:
+        return (*head, *(["--arm", arm] if study.controls else []), *tail)
+
+    # The arms' commands differ only in --arm: one parse and check gives every arm's hparams.
+    args, (_, base) = _checked(argv(arms[0]), f"{study.path}: pretraining",
+                               "bench.cli.commands.train:check")  # fmt: skip
+    hp = with_seed(base, seed, args.epochs)
+    ident = {
+        "task": "classification",
+        "dataset": p.dataset,
+        "train_limit": p.train_limit,
+        "image_size": args.image_size,
+    }
     sums = _arms(ref, seed, study.controls, unique=False)
     cells = []
-    for k, arm in enumerate(("ticket", *study.controls)):
+    for k, arm in enumerate(arms):
         if sums and sums.index(sums[k]) < k:
             continue  # the same network as an earlier arm: that arm's run
-        argv = [
-            "bench",
-            "train",
-            p.dataset,
-            ref.model,
-            "--ticket",
-            ref.arg,
-            *controls,
-            *(["--arm", arm] if study.controls else []),
-            "--seeds",
-            str(seed),
-            *_opt("--preset", p.preset),
-            *_opt("--train-limit", p.train_limit),
-            *_common(study, p.data_root),
-            *flag_args(p.flags),
-        ]
-        where = f"{study.path}: pretraining"
-        args, (_, base) = _checked(argv, where, "bench.cli.commands.train:check")
-        hp = with_seed(base, seed, args.epochs)
-        match = None
-        if sums:
-            ident = {
-                "task": "classification",
-                "dataset": p.dataset,
-                "train_limit": p.train_limit,
-                "image_size": args.image_size,
-            }
-            match = Match((sums[k],), ident, seed, _plain(hp.to_dict()))
+        match = Match((sums[k],), ident, seed, _plain(hp.to_dict())) if sums else None
         name = f"train/{ref.label}/s{seed}" + (f"/{arm}" if study.controls else "")
         work = train_work(args, hp, 1)
-        cells.append(
-            Cell(name, "train", tuple(argv), tuple(deps), match, work, _gpus(study, p.gpus))
-        )
+        cells.append(Cell(name, "train", argv(arm), tuple(deps), match, work, _gpus(study, p.gpus)))
     return cells
 
 

@@ -77,6 +77,10 @@ def _natural_key(path: Path) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem))
 
 
+def _image_files(img_dir: Path) -> list[Path]:
+    return [p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
 def list_split(part_dir: Path, split: str) -> list[Sample]:
     """Every image of `split` with its GT_<name>.mat, in natural order (IMG_2 before IMG_10).
 
@@ -90,10 +94,7 @@ def list_split(part_dir: Path, split: str) -> list[Sample]:
     img_dir = split_dir / "images"
     if not img_dir.is_dir():
         raise BenchError(f"{img_dir}: folder not found (expected the {split} images there)")
-    images = sorted(
-        (p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=_natural_key,
-    )
+    images = sorted(_image_files(img_dir), key=_natural_key)
     if not images:
         raise BenchError(f"{img_dir}: no images (expected IMG_<n>.jpg files)")
     gt_dir = next((split_dir / d for d in GT_DIRS if (split_dir / d).is_dir()), None)
@@ -175,9 +176,7 @@ def validation_count(n: int, fraction: float) -> int:
 
 def count_images(img_dir: Path) -> int:
     """Image files in a folder, as `list_split` finds them (0 when it does not exist)."""
-    if not img_dir.is_dir():
-        return 0
-    return sum(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in img_dir.iterdir())
+    return len(_image_files(img_dir)) if img_dir.is_dir() else 0
 
 
 def carve_validation(

@@ -162,12 +162,20 @@ def work(q: WorkQuery) -> int:
 
     The train images are counted in the part's folder where it exists, else the bundled
     sample's or the official release's count; the protocol resolves as the run's does."""
-    from tasks.crowd_counting.data import count_images, part_candidates, validation_count
+    from tasks.crowd_counting.data import (
+        DATASETS,
+        count_images,
+        find_part,
+        part_candidates,
+        validation_count,
+    )
     from tasks.crowd_counting.sample import TRAIN_TILES, is_sample
 
-    root = Path(q.data_root) if q.data_root is not None else default_data_root()
-    parts = part_candidates(root, q.dataset[-1].upper())
-    part = next((p for p in parts if (p / "train_data").is_dir()), parts[0])
+    try:
+        part = find_part(q.dataset, q.data_root)
+    except BenchError:  # not there (yet): where the layout puts it first
+        root = Path(q.data_root) if q.data_root is not None else default_data_root()
+        part = part_candidates(root, DATASETS[q.dataset])[0]
     opts = dict(q.options)
     sample = q.sample or is_sample(part)
     if sample and opts.get("protocol", AUTO_PROTOCOL) == AUTO_PROTOCOL:
